@@ -1,0 +1,119 @@
+"""What the SUIT processor needs from the place components are kept.
+
+The processor is sans-I/O: it reads and writes components only through a
+:class:`ComponentStore`.  The device's simulated TEE implements it on disk;
+:class:`MemoryComponentStore` implements it in memory for tests and tools.
+
+A store changes only inside a transaction.  Everything written in a
+transaction becomes visible at once when it commits, and nothing of it
+remains when it is abandoned: a manifest that fails changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+ComponentId = tuple[bytes, ...]
+"""A SUIT_Component_Identifier: a sequence of byte strings."""
+
+
+@dataclass(frozen=True)
+class InstalledManifest:
+    """A manifest the device holds, with what it installed."""
+
+    manifest_component_id: ComponentId
+    """The manifest's own component id (trust-domains suit-manifest-component-id)."""
+    sequence_number: int
+    """Its suit-manifest-sequence-number."""
+    envelope: bytes
+    """The envelope as received (original bytes)."""
+    components: tuple[ComponentId, ...]
+    """The components it installed."""
+
+
+class StoreTransaction(Protocol):
+    """Changes to a store that land together or not at all."""
+
+    def read(self, component_id: ComponentId) -> bytes | None:
+        """The component's current content in this transaction, if any."""
+
+    def write(self, component_id: ComponentId, chunks: Iterable[bytes]) -> None:
+        """Replace the component's content with the concatenated chunks."""
+
+    def unlink(self, component_id: ComponentId) -> None:
+        """Remove the component (no error if absent)."""
+
+    def record_manifest(self, manifest: InstalledManifest) -> None:
+        """Remember a manifest (replacing one with the same id)."""
+
+    def remove_manifest(self, manifest_component_id: ComponentId) -> None:
+        """Forget a manifest (no error if absent)."""
+
+
+class ComponentStore(Protocol):
+    """Where a device keeps its Trusted Components and their manifests."""
+
+    def manifests(self) -> list[InstalledManifest]:
+        """Every manifest the device holds."""
+
+    def manifest(self, manifest_component_id: ComponentId) -> InstalledManifest | None:
+        """The manifest with this id, if held."""
+
+    def read(self, component_id: ComponentId) -> bytes | None:
+        """A component's committed content, if present."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[StoreTransaction]:
+        """Open a transaction; it commits when the block ends without an
+        exception and is abandoned otherwise."""
+
+
+class MemoryComponentStore:
+    """A :class:`ComponentStore` held in memory."""
+
+    def __init__(self) -> None:
+        self._components: dict[ComponentId, bytes] = {}
+        self._manifests: dict[ComponentId, InstalledManifest] = {}
+
+    def manifests(self) -> list[InstalledManifest]:
+        return list(self._manifests.values())
+
+    def manifest(self, manifest_component_id: ComponentId) -> InstalledManifest | None:
+        return self._manifests.get(manifest_component_id)
+
+    def read(self, component_id: ComponentId) -> bytes | None:
+        return self._components.get(component_id)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        txn = _MemoryTransaction(dict(self._components), dict(self._manifests))
+        yield txn
+        self._components = txn.components
+        self._manifests = txn.manifests
+
+
+class _MemoryTransaction:
+    def __init__(
+        self,
+        components: dict[ComponentId, bytes],
+        manifests: dict[ComponentId, InstalledManifest],
+    ) -> None:
+        self.components = components
+        self.manifests = manifests
+
+    def read(self, component_id: ComponentId) -> bytes | None:
+        return self.components.get(component_id)
+
+    def write(self, component_id: ComponentId, chunks: Iterable[bytes]) -> None:
+        self.components[component_id] = b"".join(chunks)
+
+    def unlink(self, component_id: ComponentId) -> None:
+        self.components.pop(component_id, None)
+
+    def record_manifest(self, manifest: InstalledManifest) -> None:
+        self.manifests[manifest.manifest_component_id] = manifest
+
+    def remove_manifest(self, manifest_component_id: ComponentId) -> None:
+        self.manifests.pop(manifest_component_id, None)
