@@ -1,0 +1,96 @@
+"""What every ``teep`` subcommand shares: consoles, failure, tables, input.
+
+A command reports a problem by raising :class:`CLIError` (through
+:func:`fail`) or by letting any :class:`~teep.errors.TeepError` escape; the
+group in :mod:`teep.cli.main` turns either into one line on stderr and a
+non-zero exit status.  Commands never print tracebacks themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from teep.errors import TeepError
+
+__all__ = [
+    "CLIError",
+    "console",
+    "echo",
+    "err_console",
+    "fail",
+    "print_table",
+    "read_input",
+    "write_output",
+]
+
+#: Rich output to stdout; it follows ``sys.stdout`` at write time, so tests
+#: that swap the stream still capture it.
+console = Console(highlight=False, soft_wrap=True)
+#: Rich output to stderr.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CLIError(TeepError):
+    """A command cannot go on; the message is shown to the user as is."""
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a one-line error.
+
+    :raises CLIError: always.
+    """
+    raise CLIError(message)
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None
+) -> None:
+    """Print rows as a table with a header (plain text when not a terminal)."""
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)
+
+
+def read_input(path: str) -> bytes:
+    """Read a whole file, or standard input when ``path`` is ``-``.
+
+    :raises CLIError: if the file cannot be read.
+    """
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def write_output(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to a file (``-`` is standard output).
+
+    :raises CLIError: if the file cannot be written.
+    """
+    if str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    try:
+        target.write_bytes(data)
+        target.chmod(mode)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def echo(text: str = "") -> None:
+    """Print plain text to stdout, with no markup processing."""
+    click.echo(text)

@@ -1,0 +1,288 @@
+"""``teep decode``: show a TEEP message, SUIT envelope or EAT, with names.
+
+The input is raw CBOR or its hex form.  A TEEP message (bare, or signed as
+a COSE_Sign1 / COSE_Sign) is decoded strictly with :mod:`teep.protocol.codec`
+in the numbering given or recognised (:func:`teep.protocol.codec.classify`);
+anything wrong with it is reported as one line naming the field.  With
+``--key`` the signature is checked and must verify.  The output is a header
+line, then the whole input in annotated diagnostic notation (:mod:`teep.diag`).
+
+The inspection is a pure function, :func:`inspect`, so it is tested without
+click; the command only reads the input and prints.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from teep import cbor, cose, diag
+from teep.cli.common import echo, fail, read_input
+from teep.cli.keys import load_any
+from teep.errors import DecodeError, TeepError, VerifyError
+from teep.keys import PublicKey
+from teep.protocol import codec, legacy
+from teep.protocol.messages import Message
+from teep.protocol.registry import DIALECTS, FINAL, Dialect
+from teep.suit.envelope import SuitEnvelope, verify_envelope
+
+__all__ = ["Inspection", "decode", "inspect", "parse_input"]
+
+_HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
+_NUMBERINGS = ("auto", "final", "pre-rfc")
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What :func:`inspect` found in an input."""
+
+    value: Any
+    """The whole input, decoded."""
+    kind: diag.Kind
+    """What the content is (the payload's kind for a signed input)."""
+    dialect: Dialect
+    """The numbering used to read and name a TEEP message."""
+    numbering_note: str
+    """How the numbering was chosen (``given``, ``recognised``, ``ambiguous``)."""
+    cose: cose.COSEMessage | None = None
+    """The signed structure, if the input was signed."""
+    message: Message | None = None
+    """The strictly decoded TEEP message, if it is one."""
+    verified_by: PublicKey | None = None
+    """The key the signature verified with (only with a key)."""
+
+
+def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
+    """Turn the input into CBOR bytes: hex text is detected or forced.
+
+    :raises CLIError: if the input is empty or ``force_hex`` is set and it
+        is not hex.
+    """
+    if not data.strip():
+        fail("the input is empty")
+    looks_hex = _HEX.fullmatch(data.strip()) is not None
+    if not (force_hex or looks_hex):
+        return data
+    text = re.sub(rb"\s+", b"", data)
+    text = text[2:] if text[:2].lower() == b"0x" else text
+    try:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        if force_hex:
+            fail("the input is not valid hex (odd length or a non-hex character)")
+        return data
+
+
+def inspect(
+    data: bytes, *, numbering: str = "auto", key: PublicKey | None = None
+) -> Inspection:
+    """Decode and check an input; see the module docstring.
+
+    :param numbering: ``auto``, ``final`` or ``pre-rfc``.
+    :param key: if given, the input must be signed and verify under it.
+    :raises TeepError: (a subclass) naming what is wrong.
+    """
+    value = _load(data)
+    signed = _parse_cose(value) if diag.guess_kind(value) is diag.Kind.COSE else None
+    content = value if signed is None else _payload(signed)
+    kind = _content_kind(content)
+    dialect, note = _dialect(content, numbering) if kind is _TEEP else (FINAL, "")
+    message = _strict(content, dialect) if kind is _TEEP else None
+    if kind is diag.Kind.PLAIN:
+        fail(f"not a TEEP message, SUIT envelope or EAT ({_describe(content)})")
+    if kind is diag.Kind.SUIT_ENVELOPE and signed is None:
+        SuitEnvelope.decode(data)  # strict: raises on a malformed envelope
+    verified = _check_key(key, signed, data, kind)
+    return Inspection(value, kind, dialect, note, signed, message, verified)
+
+
+_TEEP = diag.Kind.TEEP_MESSAGE
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return cbor.loads(data)
+    except cbor.CBORDecodeError as exc:
+        known = legacy.recognise_bytes(data)
+        if known is not None:
+            fail(f"the input is {known}, which teep does not decode")
+        raise DecodeError(f"the input is not valid CBOR: {exc}") from None
+
+
+def _parse_cose(value: Any) -> cose.COSEMessage:
+    try:
+        return cose.parse(value)
+    except DecodeError as exc:
+        raise DecodeError(f"COSE: {exc}") from None
+
+
+def _payload(signed: cose.COSEMessage) -> Any:
+    if signed.payload is None:
+        fail("the COSE payload is detached; there is nothing to show")
+    try:
+        return cbor.loads(signed.payload)
+    except cbor.CBORDecodeError as exc:
+        raise DecodeError(f"COSE payload: not valid CBOR: {exc}") from None
+
+
+def _content_kind(content: Any) -> diag.Kind:
+    # Any array that opens with an integer is read as a TEEP message, so
+    # that older dialects are refused by name rather than shown as CBOR.
+    if isinstance(content, list) and content and isinstance(content[0], int):
+        return _TEEP
+    return diag.guess_kind(content)
+
+
+def _dialect(content: Any, numbering: str) -> tuple[Dialect, str]:
+    if numbering != "auto":
+        return DIALECTS[numbering], "given"
+    found = codec.classify(content)
+    if found is None:
+        return FINAL, "ambiguous, read as final"
+    return found, "recognised"
+
+
+def _strict(content: Any, dialect: Dialect) -> Message:
+    try:
+        return codec.decode_value(content, dialect)
+    except TeepError as exc:
+        raise type(exc)(f"{_type_label(content, dialect)}: {exc}") from None
+
+
+def _type_label(content: Any, dialect: Dialect) -> str:
+    first = content[0] if isinstance(content, list) and content else None
+    mtype = dialect.type_of(first) if isinstance(first, int) and first >= 0 else None
+    return "TEEP message" if mtype is None else mtype.name.lower().replace("_", "-")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, cbor.CBORTag):
+        return f"a CBOR item with tag {value.tag}"
+    names = {list: "an array", dict: "a map", bytes: "a byte string", str: "a text"}
+    for python_type, name in names.items():
+        if isinstance(value, python_type):
+            return f"a CBOR item: {name}"
+    return f"a CBOR item: {type(value).__name__}"
+
+
+def _check_key(
+    key: PublicKey | None,
+    signed: cose.COSEMessage | None,
+    data: bytes,
+    kind: diag.Kind,
+) -> PublicKey | None:
+    if key is None:
+        return None
+    if signed is not None:
+        try:
+            return cose.verify(signed, [key]).key
+        except VerifyError:
+            fail(f"signature does not verify with {key.kid.hex()}")
+    if kind is diag.Kind.SUIT_ENVELOPE:
+        return _check_envelope(data, key)
+    fail("--key was given but the input is not signed (no COSE_Sign1 or COSE_Sign)")
+
+
+def _check_envelope(data: bytes, key: PublicKey) -> PublicKey:
+    envelope = SuitEnvelope.decode(data)
+    try:
+        return verify_envelope(envelope, [key])
+    except VerifyError:
+        fail(f"signature does not verify with {key.kid.hex()}")
+
+
+# --- presentation -----------------------------------------------------------------
+
+
+def header(found: Inspection) -> str:
+    """The one-line summary printed above the diagnostic notation."""
+    if found.message is not None:
+        what = (
+            f"{type(found.message).__name__} (TEEP message, {found.dialect.name}"
+            f" numbering, {found.numbering_note})"
+        )
+    else:
+        what = found.kind.value
+    return f"{what}; {_signature_summary(found)}"
+
+
+def _signature_summary(found: Inspection) -> str:
+    if found.cose is None:
+        if found.verified_by is not None:
+            return f"signature verified with {found.verified_by.kid.hex()}"
+        if found.kind is diag.Kind.SUIT_ENVELOPE:
+            return "signature not verified (no --key)"
+        return "unsigned"
+    signers = ", ".join(
+        f"kid {sig.kid.hex() if sig.kid else '(none)'} with {_alg(sig.alg)}"
+        for sig in found.cose.signatures
+    )
+    text = f"{found.cose.tag.name} signed by {signers}"
+    if found.verified_by is None:
+        return f"{text}: not verified (no --key)"
+    return f"{text}: verified with {found.verified_by.kid.hex()}"
+
+
+def _alg(alg: Any) -> str:
+    return str(getattr(alg, "name", alg))
+
+
+def as_json(found: Inspection) -> dict[str, Any]:
+    """The JSON form of an inspection."""
+    signers = [
+        {"kid": sig.kid.hex() if sig.kid else None, "alg": _alg(sig.alg)}
+        for sig in (found.cose.signatures if found.cose else ())
+    ]
+    return {
+        "kind": found.kind.value,
+        "type": type(found.message).__name__ if found.message else None,
+        "numbering": found.dialect.name if found.message else None,
+        "signed": found.cose.tag.name if found.cose else None,
+        "signers": signers,
+        "verified_with": found.verified_by.kid.hex() if found.verified_by else None,
+        "value": diag.to_json(found.value, _top_kind(found), found.dialect),
+    }
+
+
+def _top_kind(found: Inspection) -> diag.Kind:
+    return diag.Kind.COSE if found.cose is not None else found.kind
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--key",
+    "keyfile",
+    type=click.Path(dir_okay=False),
+    help="Verify the signature with this key (PEM, DER or COSE_Key).",
+)
+@click.option("--json", "as_json_flag", is_flag=True, help="Print JSON.")
+@click.option(
+    "--numbering",
+    type=click.Choice(_NUMBERINGS),
+    default="auto",
+    show_default=True,
+    help="TEEP numbering: the final RFC's, the drafts' (pre-rfc), or recognise it.",
+)
+@click.option("--hex", "force_hex", is_flag=True, help="The input is hex text.")
+def decode(
+    file: str, keyfile: str | None, as_json_flag: bool, numbering: str, force_hex: bool
+) -> None:
+    """Show FILE (or - for stdin) as annotated CBOR diagnostic notation.
+
+    FILE holds a TEEP message (bare or COSE-signed), a SUIT envelope or an
+    EAT, as raw CBOR or hex.  Exits 1 with one line if it is not valid.
+    """
+    key = load_any(keyfile)[0] if keyfile else None
+    data = parse_input(read_input(file), force_hex=force_hex)
+    found = inspect(data, numbering=numbering, key=key)
+    if as_json_flag:
+        echo(json.dumps(as_json(found), indent=2))
+        return
+    echo(header(found))
+    echo(diag.annotate(found.value, _top_kind(found), found.dialect))

@@ -1,0 +1,233 @@
+"""``teep device``: a device (TEEP Broker + Agent on the simulated TEE)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from teep import components
+from teep.cli.common import console, fail, print_table
+from teep.device.broker import Broker
+from teep.device.runtime import Device, DeviceSettings
+from teep.keys import KeyKind, PublicKey
+from teep.protocol import codec
+from teep.protocol.agent import ComponentsChanged, Dropped, ErrorSent, QueryAnswered
+from teep.protocol.messages import Error, QueryRequest, Update
+from teep.protocol.signing import peek
+
+DEFAULT_DIR = "teep-device"
+
+dir_option = click.option(
+    "--dir",
+    "folder",
+    default=DEFAULT_DIR,
+    show_default=True,
+    envvar="TEEP_DEVICE_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The device's folder (simulated TEE state).",
+)
+
+
+@click.group("device")
+def device() -> None:
+    """Run a device: TEEP Broker and Agent in a simulated TEE."""
+
+
+@device.command("init")
+@dir_option
+@click.option("--tam-uri", default=None, help="The TAM this device contacts.")
+@click.option("--hwmodel", default="teep-sim", show_default=True, help="Device class.")
+@click.option(
+    "--key-type",
+    type=click.Choice(["p256", "ed25519"]),
+    default="p256",
+    show_default=True,
+    help="Kind of the Agent's TEEP key.",
+)
+def init(folder: Path, tam_uri: str | None, hwmodel: str, key_type: str) -> None:
+    """Create a device with a fresh simulated TEE and its keys."""
+    dev = Device.init(
+        folder,
+        tam_uri=tam_uri,
+        hwmodel=hwmodel.encode(),
+        key_kind=KeyKind.parse(key_type),
+    )
+    agent_file = folder / "agent.pub.pem"
+    attest_file = folder / "attestation.pub.pem"
+    agent_file.write_bytes(dev.tee.agent_key.public.to_pem())
+    attest_file.write_bytes(dev.tee.attestation_key.public.to_pem())
+    console.print(f"device created in {folder} (ueid {dev.tee.ueid.hex()[:16]}..)")
+    console.print(
+        f"  TEEP Agent key   {dev.tee.agent_key.kid.hex()[:16]}..  {agent_file}"
+    )
+    console.print(
+        f"  attestation key  {dev.tee.attestation_key.kid.hex()[:16]}..  {attest_file}"
+        "  (the TAM endorses it)"
+    )
+
+
+@device.command("trust-tam")
+@dir_option
+@click.argument("keyfiles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tam-uri", default=None, help="Trust the key only for this TAM URI.")
+def trust_tam(folder: Path, keyfiles: tuple[Path, ...], tam_uri: str | None) -> None:
+    """Trust TAM signing keys (the TAM's keys/*.pub.pem)."""
+    dev = Device.open(folder)
+    for keyfile in keyfiles:
+        key = PublicKey.load(keyfile)
+        dev.tee.add_tam_key(key, tam_uri)
+        console.print(f"trusting TAM key {key.kid.hex()[:16]}..")
+
+
+@device.command("trust-signer")
+@dir_option
+@click.argument("keyfile", type=click.Path(path_type=Path))
+def trust_signer(folder: Path, keyfile: Path) -> None:
+    """Trust a Trusted Component signer key."""
+    dev = Device.open(folder)
+    key = PublicKey.load(keyfile)
+    dev.tee.add_signer_key(key)
+    console.print(f"trusting component signer {key.kid.hex()[:16]}..")
+
+
+@device.command("pre-rfc")
+@dir_option
+@click.argument("tam_uri")
+@click.option("--disable", is_flag=True, help="Turn the profile off again.")
+def pre_rfc(folder: Path, tam_uri: str, disable: bool) -> None:
+    """Accept the pre-RFC numbering (drafts -05 to -25) from TAM_URI."""
+    dev = Device.open(folder)
+    allowed = set(dev.tee.get_setting("pre_rfc_tams", []))
+    allowed.discard(tam_uri) if disable else allowed.add(tam_uri)
+    dev.tee.set_setting("pre_rfc_tams", sorted(allowed))
+    state = "off" if disable else "on"
+    console.print(f"pre-RFC numbering {state} for {tam_uri}")
+
+
+@device.command("run")
+@dir_option
+@click.option(
+    "--tam-uri", default=None, help="TAM to contact (default: the one set at init)."
+)
+def run(folder: Path, tam_uri: str | None) -> None:
+    """Run one session with the TAM (RequestPolicyCheck) and print each step."""
+    dev = Device.open(folder)
+    uri = tam_uri or dev.settings.tam_uri
+    if not uri:
+        fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
+    if tam_uri and tam_uri != dev.settings.tam_uri:
+        DeviceSettings(tam_uri=tam_uri).save(folder)
+    broker = Broker(dev.agent, on_message=_describe)
+    outcome = asyncio.run(broker.policy_check(uri))
+    failed = False
+    for event in outcome.events:
+        if isinstance(event, QueryAnswered):
+            evidence = " with attestation Evidence (EAT)" if event.attested else ""
+            _say(f"QueryResponse sent{evidence}")
+        elif isinstance(event, ComponentsChanged):
+            _say(
+                f"Update applied: {len(event.installed) - len(event.removed)} component(s) "
+                f"verified and installed, {len(event.removed)} removed; Success sent"
+            )
+        elif isinstance(event, ErrorSent):
+            failed = True
+            _say(f"Error sent: {codec.error_code_name(event.code)}: {event.reason}")
+        elif isinstance(event, Dropped):
+            failed = True
+            _say(f"message dropped: {event.reason}")
+    _say(f"session ended after {outcome.round_trips} round trip(s)")
+    if failed:
+        sys.exit(1)
+
+
+def _describe(direction: str, data: bytes) -> None:
+    if direction != "received":
+        return
+    try:
+        peeked = peek(data)
+        dialect = codec.classify(peeked.payload) or codec.FINAL
+        message = codec.decode_value(peeked.payload, dialect)
+    except Exception:
+        _say("received a message that does not decode")
+        return
+    signatures = len(peeked.cose.signatures)
+    if isinstance(message, QueryRequest):
+        _say(
+            f"QueryRequest received ({signatures} signature(s), {dialect.name} numbering)"
+        )
+    elif isinstance(message, Update):
+        count = len(message.manifest_list or ())
+        removed = len(message.unneeded_manifest_list or ())
+        note = (
+            f", err-code {message.err_code}: {message.err_msg}"
+            if message.err_code
+            else ""
+        )
+        _say(
+            f"Update received: {count} signed SUIT manifest(s), {removed} to remove{note}"
+        )
+    elif isinstance(message, Error):
+        _say(f"Error received: {message.err_code}")
+    else:
+        _say(f"{type(message).__name__} received")
+
+
+def _say(text: str) -> None:
+    console.print(text)
+    sys.stdout.flush()
+
+
+@device.command("request")
+@dir_option
+@click.argument("name")
+def request(folder: Path, name: str) -> None:
+    """Ask the TAM for component NAME at the next session (RequestTA)."""
+    Device.open(folder).request(name)
+    console.print(f"{name} requested; run 'teep device run' to contact the TAM")
+
+
+@device.command("unrequest")
+@dir_option
+@click.argument("name")
+def unrequest(folder: Path, name: str) -> None:
+    """Tell the TAM at the next session that NAME is no longer needed."""
+    Device.open(folder).unrequest(name)
+    console.print(f"{name} marked unneeded; run 'teep device run' to contact the TAM")
+
+
+@device.command("list")
+@dir_option
+def list_components(folder: Path) -> None:
+    """List the installed Trusted Components."""
+    dev = Device.open(folder)
+    rows = []
+    for held in dev.tee.components.manifests():
+        name = components.name_of(held.manifest_component_id)
+        rows.append(
+            (
+                name or components.display(held.manifest_component_id),
+                held.sequence_number,
+                len(held.components),
+            )
+        )
+    print_table(("component", "sequence", "parts"), rows)
+
+
+@device.command("invoke")
+@dir_option
+@click.argument("name")
+@click.option(
+    "--input", "text", default="", help="Text to give the component on stdin."
+)
+def invoke(folder: Path, name: str, text: str) -> None:
+    """Run installed component NAME inside the simulated TEE."""
+    dev = Device.open(folder)
+    result = dev.invoke(name, text.encode())
+    sys.stdout.write(result.stdout.decode("utf-8", "replace"))
+    if result.stderr:
+        sys.stderr.write(result.stderr.decode("utf-8", "replace"))
+    if result.exit_code:
+        fail(f"component {name} exited with status {result.exit_code}")

@@ -1,0 +1,152 @@
+"""The ``teep`` command: a click group and its error handling.
+
+Every failure ends the same way: one line ``teep: error: <message>`` on
+stderr and exit status 1 (2 for a usage error), never a traceback unless
+``--verbose`` asked for one.  That is done once, in :meth:`TeepGroup.main`,
+so it holds for the console script, ``python -m teep`` and click's test
+runner alike.
+
+A command group lives in its own module under :mod:`teep.cli` and is
+registered at the bottom of this file with one import and one
+``cli.add_command`` line.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from teep import __version__
+from teep.errors import TeepError
+
+__all__ = ["TeepGroup", "cli", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+
+
+class TeepGroup(click.Group):
+    """A click group that reports every failure as one line."""
+
+    verbosity: int = 0
+    """How many ``-v`` the current invocation got (set by the callback)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        """Run the command line and exit with its status."""
+        self.verbosity = 0
+        argv = list(sys.argv[1:] if args is None else args)
+        prog_name = prog_name or "teep"
+        try:
+            # click's own main() would turn ^C into an Abort after printing
+            # a blank line; running the context here keeps stderr to one line.
+            self._main_shell_completion(extra, prog_name, complete_var)
+            with self.make_context(prog_name, argv, **extra) as ctx:
+                result = self.invoke(ctx)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as exc:
+            self._report(_usage_message(exc), exc)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            self._report(exc.format_message(), exc)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt) as exc:
+            self._report("interrupted", exc)
+            sys.exit(EXIT_ERROR)
+        except TeepError as exc:
+            self._report(str(exc) or type(exc).__name__, exc)
+            sys.exit(EXIT_ERROR)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                sys.exit(EXIT_ERROR)  # the reader went away; nobody to tell
+            self._report(_os_message(exc), exc)
+            sys.exit(EXIT_ERROR)
+        except Exception as exc:
+            # A bug, not bad input: still one line, with a pointer to more.
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            if not self.verbosity:
+                message += " (run with --verbose for details)"
+            self._report(message, exc)
+            sys.exit(EXIT_ERROR)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def _report(self, message: str, exc: BaseException) -> None:
+        if self.verbosity:
+            traceback.print_exception(exc, file=sys.stderr)
+        first = " ".join(message.split())
+        click.echo(f"teep: error: {first}", err=True)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    message = exc.format_message()
+    if exc.ctx is not None:
+        message += f" (see '{exc.ctx.command_path} --help')"
+    return message
+
+
+def _os_message(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+@click.group(cls=TeepGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More output: -v for progress, -vv for debugging; tracebacks on errors.",
+)
+@click.version_option(__version__, "--version", prog_name="teep")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """teep: TEEP (RFC 9397) TAM, device, and tools."""
+    group = ctx.command
+    if isinstance(group, TeepGroup):
+        group.verbosity = verbose
+    level = _LEVELS[min(verbose, len(_LEVELS) - 1)]
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("teep").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console-script entry point."""
+    cli.main(args=argv, prog_name="teep")
+
+
+# --- command groups -------------------------------------------------------------
+# One import and one add_command per group.
+from teep.cli.decode import decode  # noqa: E402
+from teep.cli.demo import demo  # noqa: E402
+from teep.cli.device import device  # noqa: E402
+from teep.cli.keys import keys  # noqa: E402
+from teep.cli.manifest import manifest  # noqa: E402
+from teep.cli.tam import tam  # noqa: E402
+
+cli.add_command(demo)
+cli.add_command(tam)
+cli.add_command(device)
+cli.add_command(keys)
+cli.add_command(manifest)
+cli.add_command(decode)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The TEEP Broker: TEEP over HTTP, client side (teep-over-http section 5).
+
+The Broker lives in the normal world.  It opens a session with an empty
+POST, relays each message between the TAM and the Agent, and ends the
+session when either side has nothing more to say.  It never follows a
+redirect, never stores cookies, and treats any HTTP or network failure as
+the end of the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from teep.errors import TeepError
+from teep.protocol.agent import Agent, AgentEvent
+from teep.protocol.registry import TEEP_MEDIA_TYPE
+
+__all__ = ["Broker", "BrokerConfig", "SessionOutcome", "TransportError"]
+
+log = logging.getLogger("teep.broker")
+
+
+class TransportError(TeepError):
+    """The HTTP exchange with the TAM failed; the session was dropped."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """How the Broker talks HTTP."""
+
+    connect_timeout: float = 10.0
+    """Seconds to wait for a connection."""
+    read_timeout: float = 3600.0
+    """Seconds to wait for a response (SUIT work can be slow on the TAM side too)."""
+    max_messages: int = 16
+    """Most round trips in one session, a guard against a looping peer."""
+    max_body: int = 64 * 1024 * 1024
+    """Largest response body accepted."""
+
+
+@dataclass
+class SessionOutcome:
+    """How a session went."""
+
+    round_trips: int = 0
+    """HTTP requests made."""
+    events: list[AgentEvent] = field(default_factory=list)
+    """What the Agent did."""
+
+
+class Broker:
+    """Relays one Agent's messages to a TAM over HTTP."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        config: BrokerConfig = BrokerConfig(),
+        on_message: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.config = config
+        self.on_message = on_message
+
+    async def policy_check(self, tam_uri: str) -> SessionOutcome:
+        """Run one session with the TAM at ``tam_uri`` (RequestPolicyCheck).
+
+        :raises TransportError: on an HTTP error status or a network failure.
+        """
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self.config.connect_timeout, sock_read=self.config.read_timeout
+        )
+        jar = aiohttp.DummyCookieJar()
+        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=jar) as http:
+            return await self._session(http, tam_uri)
+
+    async def _session(
+        self, http: aiohttp.ClientSession, tam_uri: str
+    ) -> SessionOutcome:
+        outcome = SessionOutcome()
+        outgoing = b""
+        while outcome.round_trips < self.config.max_messages:
+            outcome.round_trips += 1
+            incoming = await self._post(http, tam_uri, outgoing)
+            if not incoming:
+                log.info("session with %s ended by the TAM", tam_uri)
+                return outcome
+            self._notify("received", incoming)
+            result = self.agent.process(incoming, tam_uri)
+            outcome.events.extend(result.events)
+            if result.reply is None:
+                log.info("session with %s ended by the Agent", tam_uri)
+                return outcome
+            self._notify("sending", result.reply)
+            outgoing = result.reply
+        raise TransportError(
+            f"session with {tam_uri} exceeded {self.config.max_messages} messages"
+        )
+
+    async def _post(self, http: aiohttp.ClientSession, uri: str, body: bytes) -> bytes:
+        headers = {"Accept": TEEP_MEDIA_TYPE}
+        if body:
+            headers["Content-Type"] = TEEP_MEDIA_TYPE
+        try:
+            async with http.post(
+                uri, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                if resp.status == 204:
+                    return b""
+                if resp.status != 200:
+                    raise TransportError(
+                        f"TAM answered HTTP {resp.status} {resp.reason}"
+                    )
+                kind = resp.headers.get("Content-Type", "").split(";")[0].strip()
+                if kind != TEEP_MEDIA_TYPE:
+                    raise TransportError(
+                        f"TAM answered with media type {kind or 'none'}"
+                    )
+                data = await resp.content.read(self.config.max_body + 1)
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"cannot reach the TAM at {uri}: {exc}") from None
+        except TimeoutError:
+            raise TransportError(f"the TAM at {uri} did not answer in time") from None
+        if len(data) > self.config.max_body:
+            raise TransportError("the TAM's response is too large")
+        return data
+
+    def _notify(self, direction: str, data: bytes) -> None:
+        if self.on_message is not None:
+            self.on_message(direction, data)

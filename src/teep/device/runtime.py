@@ -1,0 +1,254 @@
+"""A device: the TEEP Agent running on the simulated TEE, and its Broker.
+
+:class:`Device` is the :class:`teep.protocol.agent.AgentHost` of the
+simulated TEE: it reads trust anchors and identity from the TEE, builds the
+Evidence, and runs the SUIT processor against the TEE's component store.
+The device's folder holds ``tee/`` (sealed state) and ``device.json`` (the
+normal world's settings: the TAM URI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from teep import __version__, cbor, components, cose
+from teep.attestation.claims import (
+    EAT_PROFILE_TEEP,
+    EATClaims,
+    HWVersion,
+    ManifestEntry,
+    SUITReference,
+)
+from teep.device.tee import SimulatedTEE
+from teep.device.wasm import ComponentResult, run_component
+from teep.errors import ConfigError
+from teep.keys import PublicKey
+from teep.protocol.agent import Agent, AgentConfig
+from teep.protocol.errors import ManifestProcessingFailed
+from teep.protocol.messages import RequestedTC
+from teep.suit.errors import SuitError
+from teep.suit.processor import SuitProcessor
+from teep.suit.store import ComponentId
+
+__all__ = ["Device", "DeviceSettings"]
+
+log = logging.getLogger("teep.device")
+
+SETTINGS_FILE = "device.json"
+TEE_DIR = "tee"
+# CoAP content-format of application/suit-report+cbor... the TEEP profile
+# names SUIT_Reference entries; teep tags them with the SUIT envelope format.
+SUIT_CONTENT_FORMAT = 742
+SHA256 = -16
+AGENT_SOFTWARE = "teep-agent"
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Normal-world settings of a device (not secret, not sealed)."""
+
+    tam_uri: str | None = None
+    """The TAM this device contacts."""
+
+    def save(self, folder: Path) -> None:
+        """Write to ``folder/device.json``."""
+        data = {"tam_uri": self.tam_uri}
+        (folder / SETTINGS_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> DeviceSettings:
+        """Read ``folder/device.json`` (defaults when absent).
+
+        :raises ConfigError: if the file is unreadable.
+        """
+        path = folder / SETTINGS_FILE
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            return cls(tam_uri=data.get("tam_uri"))
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+class Device:
+    """A device folder opened for use: TEE, Agent and settings."""
+
+    def __init__(self, folder: Path, tee: SimulatedTEE) -> None:
+        self.folder = folder
+        self.tee = tee
+        self.settings = DeviceSettings.load(folder)
+        self.agent = Agent(AgentConfig(key=tee.agent_key), self)
+
+    @classmethod
+    def init(
+        cls,
+        folder: str | Path,
+        *,
+        tam_uri: str | None = None,
+        hwmodel: bytes = b"teep-sim",
+        oemid: bytes = b"\x00\x00\x00",
+        hwversion: str = "1.0",
+        **kwargs: Any,
+    ) -> Device:
+        """Create a device folder with a fresh simulated TEE.
+
+        :raises ConfigError: if the folder already holds a device.
+        """
+        path = Path(folder)
+        if (path / TEE_DIR).exists():
+            raise ConfigError(f"{path} already holds a device")
+        path.mkdir(parents=True, exist_ok=True)
+        tee = SimulatedTEE.create(
+            path / TEE_DIR, oemid=oemid, hwmodel=hwmodel, hwversion=hwversion, **kwargs
+        )
+        DeviceSettings(tam_uri=tam_uri).save(path)
+        return cls(path, tee)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Device:
+        """Open an existing device folder.
+
+        :raises ConfigError: if there is no device there.
+        """
+        path = Path(folder)
+        if not (path / TEE_DIR).exists():
+            raise ConfigError(f"no device in {path} (run 'teep device init' first)")
+        return cls(path, SimulatedTEE.open(path / TEE_DIR))
+
+    # -- AgentHost -----------------------------------------------------------
+
+    def tam_keys(self, tam_uri: str) -> list[PublicKey]:
+        """TAM keys trusted for ``tam_uri`` (and those trusted for any TAM)."""
+        return self.tee.trusted_tam_keys(tam_uri)
+
+    def pre_rfc_enabled(self, tam_uri: str) -> bool:
+        """Whether the pre-RFC numbering is allowed from ``tam_uri``."""
+        allowed = self.tee.get_setting("pre_rfc_tams", [])
+        return tam_uri in allowed
+
+    def evidence(self, nonce: bytes) -> bytes:
+        """EAT Evidence signed by the TEE's attestation key."""
+        claims = EATClaims(
+            ueid=self.tee.ueid,
+            oemid=self.tee.oemid,
+            hwmodel=self.tee.hwmodel,
+            hwversion=HWVersion(self.tee.hwversion, 1),
+            manifests=tuple(self._manifest_claims()),
+            cnf_kid=self.tee.agent_key.kid,
+            nonce=nonce,
+            eat_profile=EAT_PROFILE_TEEP,
+            iat=int(time.time()),
+        )
+        value = claims.to_map()
+        # RFC 8747 3.1: cnf carries the whole COSE_Key, so a TAM that has not
+        # met this Agent can learn its key from Evidence it trusts; the binding
+        # check compares the key's thumbprint all the same.
+        value[8] = {1: self.tee.agent_key.public.cose_key()}
+        return cose.sign1(cbor.det_dumps(value), self.tee.attestation_key)
+
+    def _manifest_claims(self) -> Iterable[ManifestEntry]:
+        # teep-protocol 10.2: the Agent itself is listed among the manifests.
+        agent = f"{AGENT_SOFTWARE}:{__version__}".encode()
+        digest = hashlib.sha256(agent).digest()
+        yield ManifestEntry(
+            SUIT_CONTENT_FORMAT, SUITReference(agent.decode(), SHA256, digest)
+        )
+        for held in self.tee.components.manifests():
+            digest = hashlib.sha256(held.envelope).digest()
+            uri = "teep:" + components.display(held.manifest_component_id)
+            yield ManifestEntry(SUIT_CONTENT_FORMAT, SUITReference(uri, SHA256, digest))
+
+    def tc_list(self) -> list[dict[Any, Any]]:
+        """system-property-claims: component id and image digest of each component."""
+        entries = []
+        for held in self.tee.components.manifests():
+            for component in held.components:
+                content = self.tee.components.read(component)
+                if content is None:
+                    continue
+                digest = cbor.dumps([SHA256, hashlib.sha256(content).digest()])
+                entries.append({0: list(component), 3: digest})
+        return entries
+
+    def requested_tcs(self) -> list[RequestedTC]:
+        """Components asked for with ``teep device request``."""
+        return [RequestedTC(component_id=cid) for cid in self.tee.requested]
+
+    def unneeded_manifests(self) -> list[ComponentId]:
+        """Manifests given up with ``teep device unrequest``."""
+        return list(self.tee.unneeded)
+
+    def _processor(self) -> SuitProcessor:
+        return SuitProcessor(self.tee.components, self.tee.trusted_signer_keys())
+
+    def install(self, envelope: bytes, report_nonce: bytes | None) -> bytes:
+        """Run the SUIT Update procedure on one envelope."""
+        try:
+            result = self._processor().install(envelope, report_nonce=report_nonce)
+        except SuitError as exc:
+            log.info("manifest refused: %s", exc)
+            raise ManifestProcessingFailed(str(exc), _reports(exc)) from None
+        installed = result.manifest.manifest_component_id
+        log.info(
+            "installed %s (sequence %d)",
+            components.display(installed),
+            result.manifest.sequence_number,
+        )
+        self._forget_request(result.manifest.components)
+        return result.report
+
+    def uninstall(self, manifest_id: ComponentId, report_nonce: bytes | None) -> bytes:
+        """Unlink a manifest and its components."""
+        try:
+            result = self._processor().uninstall(manifest_id, report_nonce=report_nonce)
+        except SuitError as exc:
+            raise ManifestProcessingFailed(str(exc), _reports(exc)) from None
+        self.tee.unneeded = [m for m in self.tee.unneeded if m != manifest_id]
+        log.info("removed %s", components.display(manifest_id))
+        return result.report
+
+    def _forget_request(self, installed: Iterable[ComponentId]) -> None:
+        done = set(installed)
+        if any(cid in done for cid in self.tee.requested):
+            self.tee.requested = [cid for cid in self.tee.requested if cid not in done]
+
+    # -- local API ------------------------------------------------------------
+
+    def request(self, name: str) -> None:
+        """RequestTA: ask the TAM for a component at the next session."""
+        cid = components.component_id(name)
+        if cid not in self.tee.requested:
+            self.tee.requested = [*self.tee.requested, cid]
+
+    def unrequest(self, name: str) -> None:
+        """UnrequestTA: tell the TAM the component is no longer needed."""
+        mid = components.manifest_id(name)
+        if self.tee.components.manifest(mid) is None:
+            raise ConfigError(f"component {name!r} is not installed")
+        if mid not in self.tee.unneeded:
+            self.tee.unneeded = [*self.tee.unneeded, mid]
+
+    def invoke(self, name: str, stdin: bytes = b"") -> ComponentResult:
+        """Run an installed component in the WebAssembly sandbox.
+
+        :raises ConfigError: if it is not installed.
+        :raises teep.device.wasm.ComponentError: if it traps or breaks the contract.
+        """
+        module = self.tee.components.read(components.component_id(name))
+        if module is None:
+            raise ConfigError(f"component {name!r} is not installed on this device")
+        config = self.tee.components.read(components.config_id(name))
+        return run_component(module, stdin=stdin, config=config)
+
+
+def _reports(exc: SuitError) -> tuple[bytes, ...]:
+    report = getattr(exc, "report", None)
+    return (report,) if isinstance(report, bytes) else ()

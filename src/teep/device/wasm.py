@@ -1,0 +1,251 @@
+"""Running Trusted Components: WebAssembly modules in a wasmtime sandbox.
+
+A Trusted Component in the simulated TEE is a WASI preview1 *command*
+module (the contract is in ``docs/components.md``).  It gets exactly what
+this module hands it and nothing else:
+
+* its input as stdin and a list of arguments;
+* its Personalization Data, if any, as the read-only file ``/config``
+  (a preopened read-only directory holding one file);
+* a fuel budget (roughly one unit per instruction executed) and a cap on
+  its linear memory, so a runaway component stops instead of hanging or
+  exhausting the device;
+* no environment variables, no clock beyond what WASI always offers, no
+  sockets, no other files.
+
+What it writes on stdout and stderr is collected in memory, up to a limit.
+Everything wasmtime can raise is turned into :class:`ComponentError` here.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+
+from teep.errors import TeepError
+
+__all__ = [
+    "DEFAULT_FUEL",
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_OUTPUT_LIMIT",
+    "WASI_MODULE",
+    "ComponentError",
+    "ComponentResult",
+    "compile_wat",
+    "run_component",
+    "validate_module",
+]
+
+DEFAULT_FUEL = 200_000_000
+"""Fuel for one run: enough for real work, small enough to stop a loop in
+well under a second or two."""
+DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+"""Most bytes of linear memory a component may use."""
+DEFAULT_OUTPUT_LIMIT = 1024 * 1024
+"""Most bytes a component may write to stdout, and separately to stderr."""
+WASI_MODULE = "wasi_snapshot_preview1"
+"""The only import module a component may use."""
+CONFIG_FILE = "config"
+"""Name of the Personalization Data file in the guest's root directory."""
+PROGRAM_NAME = "component"
+"""``argv[0]`` as the component sees it."""
+
+
+class ComponentError(TeepError):
+    """A Trusted Component is not a valid module, breaks the contract, or
+    failed while running (trap, out of fuel, output over the limit)."""
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    """What a component run produced."""
+
+    exit_code: int
+    """0 when ``_start`` returned, else the code given to ``proc_exit``."""
+    stdout: bytes
+    """Everything written to stdout."""
+    stderr: bytes
+    """Everything written to stderr."""
+    fuel_consumed: int
+    """Fuel the run used."""
+
+
+@functools.cache
+def _engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    # No threads, no shared memory: a component is one sequential program.
+    config.wasm_threads = False
+    return wasmtime.Engine(config)
+
+
+def compile_wat(text: str) -> bytes:
+    """Assemble WebAssembly text format into a binary module.
+
+    :raises ComponentError: if the text does not assemble.
+    """
+    try:
+        return bytes(wasmtime.wat2wasm(text))
+    except wasmtime.WasmtimeError as exc:
+        raise ComponentError(f"invalid WebAssembly text: {_first_line(exc)}") from None
+
+
+def validate_module(wasm: bytes) -> None:
+    """Check that ``wasm`` is a module that follows the component contract.
+
+    :raises ComponentError: if it is not valid WebAssembly, or does not
+        export ``_start`` and ``memory``, or imports anything but WASI
+        preview1 functions.
+    """
+    _load(wasm)
+
+
+def run_component(
+    wasm: bytes,
+    *,
+    args: Sequence[str] = (),
+    stdin: bytes = b"",
+    config: bytes | None = None,
+    fuel: int = DEFAULT_FUEL,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+) -> ComponentResult:
+    """Run a Trusted Component once, sandboxed, and collect its output.
+
+    :param wasm: the module's bytes.
+    :param args: arguments after ``argv[0]`` (which is ``"component"``).
+    :param stdin: the component's input.
+    :param config: Personalization Data, readable as ``/config``; absent
+        when ``None``.
+    :param fuel: CPU budget; running out stops the component.
+    :param memory_limit: most bytes of linear memory it may hold.
+    :param output_limit: most bytes it may write to each of stdout, stderr.
+    :raises ComponentError: if the module is invalid or breaks the contract,
+        traps, runs out of fuel, or writes more than ``output_limit``.
+    """
+    module = _load(wasm)
+    stdout = _Capture(output_limit)
+    stderr = _Capture(output_limit)
+    with tempfile.TemporaryDirectory(prefix="teep-tc-") as scratch:
+        wasi = _wasi_config(Path(scratch), list(args), stdin, config)
+        wasi.stdout_custom = stdout.write
+        wasi.stderr_custom = stderr.write
+        store = wasmtime.Store(_engine())
+        store.set_fuel(fuel)
+        store.set_limits(memory_size=memory_limit)
+        store.set_wasi(wasi)
+        exit_code = _start(store, module)
+        consumed = fuel - store.get_fuel()
+
+    for name, capture in (("stdout", stdout), ("stderr", stderr)):
+        if capture.overflow:
+            raise ComponentError(
+                f"component wrote more than {output_limit} bytes to {name}"
+            )
+    return ComponentResult(exit_code, stdout.data(), stderr.data(), consumed)
+
+
+def _load(wasm: bytes) -> wasmtime.Module:
+    try:
+        module = wasmtime.Module(_engine(), wasm)
+    except (wasmtime.WasmtimeError, TypeError, ValueError) as exc:
+        raise ComponentError(
+            f"not a valid WebAssembly module: {_first_line(exc)}"
+        ) from None
+    _check_contract(module)
+    return module
+
+
+def _check_contract(module: wasmtime.Module) -> None:
+    exports = {export.name: export.type for export in module.exports}
+    start = exports.get("_start")
+    if not isinstance(start, wasmtime.FuncType) or start.params or start.results:
+        raise ComponentError("a component must export a function _start: () -> ()")
+    if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+        raise ComponentError("a component must export its memory as 'memory'")
+    for item in module.imports:
+        if item.module != WASI_MODULE or not isinstance(item.type, wasmtime.FuncType):
+            raise ComponentError(
+                f"a component may import only {WASI_MODULE} functions, "
+                f"not {item.module}.{item.name}"
+            )
+
+
+def _wasi_config(
+    scratch: Path, args: list[str], stdin: bytes, config: bytes | None
+) -> wasmtime.WasiConfig:
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = [PROGRAM_NAME, *args]
+    stdin_path = scratch / "stdin"
+    stdin_path.write_bytes(stdin)
+    wasi.stdin_file = str(stdin_path)
+
+    # The guest's "/" is an otherwise empty read-only directory; it always
+    # exists so that a component can tell "no config" (ENOENT) from a
+    # broken sandbox.
+    root = scratch / "root"
+    root.mkdir()
+    if config is not None:
+        (root / CONFIG_FILE).write_bytes(config)
+    wasi.preopen_dir(str(root), "/", fs_mutable=False)
+    return wasi
+
+
+def _start(store: wasmtime.Store, module: wasmtime.Module) -> int:
+    linker = wasmtime.Linker(_engine())
+    try:
+        linker.define_wasi()
+        instance = linker.instantiate(store, module)
+        start = instance.exports(store)["_start"]
+        if not isinstance(start, wasmtime.Func):
+            raise ComponentError("_start is not a function")
+        start(store)
+    except wasmtime.ExitTrap as exc:
+        return int(exc.code)
+    except wasmtime.Trap as exc:
+        raise ComponentError(f"component trapped: {_trap_reason(exc)}") from None
+    except wasmtime.WasmtimeError as exc:
+        raise ComponentError(f"component failed: {_first_line(exc)}") from None
+    return 0
+
+
+def _trap_reason(trap: wasmtime.Trap) -> str:
+    code = trap.trap_code
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return "out of fuel (CPU budget exhausted)"
+    if code is not None:
+        return str(code.name).lower().replace("_", " ")
+    return _first_line(trap)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Capture:
+    """Collects a WASI output stream up to a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+        self.overflow = False
+
+    def write(self, data: bytes) -> int:
+        if self._size + len(data) > self._limit:
+            # The guest sees a failed write; the run is reported as an error.
+            self.overflow = True
+            return -errno.EFBIG
+        self._parts.append(bytes(data))
+        self._size += len(data)
+        return len(data)
+
+    def data(self) -> bytes:
+        return b"".join(self._parts)

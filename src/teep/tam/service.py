@@ -1,0 +1,339 @@
+"""The TAM's policy and bookkeeping: the :class:`TAMHost` over the store.
+
+The protocol engine (:mod:`teep.protocol.tam`) asks; this module answers
+from the database: which one-time values are outstanding, which devices are
+enrolled, what the Verifier thinks of their Evidence, and what each device
+must install or remove.
+
+Policy, as an operator sets it with ``teep tam policy``: a component is
+required on every device its selectors match.  A device may also request a
+catalogued component; granting that request adds a policy entry for that
+device alone, and giving it up (unneeded-manifest-list) removes the entry.
+A catalogued component a device holds but no policy requires is removed.
+Components the TAM did not catalogue are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from teep import cbor, components
+from teep.attestation.verifier import Endorsement, ReferenceValues, Verifier
+from teep.errors import ConfigError, TeepError
+from teep.keys import PublicKey
+from teep.protocol.messages import Error, QueryResponse, Success
+from teep.protocol.tam import Appraised, Plan, TAMHost
+from teep.suit.envelope import SuitEnvelope
+from teep.suit.errors import SuitError
+from teep.suit.processor import open_envelope
+from teep.suit.store import ComponentId
+from teep.tam.models import ComponentRecord, DeviceRecord
+from teep.tam.store import TAMStore
+
+__all__ = ["TAMService", "add_component", "image_digest"]
+
+log = logging.getLogger("teep.tam")
+
+SHA256 = -16
+
+
+@dataclass
+class TAMService(TAMHost):
+    """Answers the protocol engine's questions from a :class:`TAMStore`."""
+
+    store: TAMStore
+    """Where everything is kept."""
+    clock: Callable[[], float] = time.time
+    """The current time, in UNIX seconds."""
+    challenge_ttl: float = 600.0
+    """Lifetime of a challenge."""
+    token_ttl: float = 6 * 3600.0
+    """Lifetime of an Update's token."""
+
+    # -- one-time values -----------------------------------------------------
+
+    def issue(
+        self, value: bytes, kind: str, data: bytes, device_kid: bytes | None
+    ) -> None:
+        ttl = self.challenge_ttl if kind == "challenge" else self.token_ttl
+        self.store.issue_nonce(
+            value,
+            kind=kind,
+            now=self.clock(),
+            ttl=ttl,
+            device_kid=device_kid,
+            data=data,
+        )
+
+    def consume(self, value: bytes, kind: str) -> bytes | None:
+        record = self.store.consume_nonce(value, kind=kind, now=self.clock())
+        return None if record is None else record.data
+
+    # -- devices and attestation ----------------------------------------------
+
+    def device_key(self, kid: bytes) -> PublicKey | None:
+        device = self.store.get_device(kid)
+        if device is None:
+            return None
+        return PublicKey.from_cose_key(cbor.loads(device.cose_key))
+
+    def enrollment_key(self, response: QueryResponse, kid: bytes) -> PublicKey | None:
+        """The Agent key named in the Evidence's cnf, if it is the signer's.
+
+        The key is only a candidate: the engine checks the message's
+        signature with it and the Verifier appraises the Evidence before the
+        device is enrolled.
+        """
+        if response.attestation_payload is None:
+            return None
+        key = _cnf_key(response.attestation_payload)
+        if key is None or key.thumbprint != kid:
+            return None
+        return key
+
+    def verifier(self) -> Verifier:
+        """A Verifier over the attestation keys the operator endorsed."""
+        endorsements = []
+        for record in self.store.list_attestation_keys():
+            endorsements.append(
+                Endorsement(
+                    key=PublicKey.from_cose_key(cbor.loads(record.cose_key)),
+                    oemid=record.oemid if record.oemid is not None else b"",
+                    hwmodel=record.hwmodel if record.hwmodel is not None else b"",
+                    name=record.label,
+                )
+            )
+        return Verifier(endorsements, [ReferenceValues()])
+
+    def appraise(
+        self, evidence: bytes | None, nonce: bytes, agent_key: PublicKey
+    ) -> Appraised:
+        now = self.clock()
+        kid = agent_key.thumbprint
+        if evidence is None:
+            verdict = Appraised(False, "none", "no Evidence in the QueryResponse")
+        else:
+            result = self.verifier().appraise(
+                evidence, nonce=nonce, cnf_key=agent_key, now=now
+            )
+            verdict = Appraised(result.affirming, result.status.name, result.reason)
+            if result.affirming and result.claims is not None:
+                self.store.upsert_device(
+                    kid,
+                    cose_key=cbor.det_dumps(agent_key.cose_key()),
+                    ueid=result.claims.ueid,
+                    hwmodel=result.claims.hwmodel,
+                    now=now,
+                )
+        known = self.store.get_device(kid) is not None
+        device = kid if known else None
+        detail = {"nonce": nonce[:4].hex(), "agent_key": kid.hex()}
+        self.store.record_appraisal(
+            device, status=verdict.status, reason=verdict.reason, detail=detail, now=now
+        )
+        if known:
+            self.store.set_device_status(kid, verdict.status, verdict.reason, now=now)
+        if not verdict.ok:
+            self.store.record_event(
+                device, kind="attestation-failed", message=verdict.reason, now=now
+            )
+        return verdict
+
+    # -- policy ------------------------------------------------------------------
+
+    def plan(self, agent_key: PublicKey, response: QueryResponse) -> Plan:
+        device = self.store.get_device(agent_key.thumbprint)
+        if device is None:
+            raise ConfigError("planning for a device that is not enrolled")
+        self._note_requests(device, response)
+        held = _held_digests(response)
+        required = {c.name: c for c in self.store.required_components(device)}
+        install = []
+        for name, component in sorted(required.items()):
+            cid = _component_id(component)
+            if held.get(cid) != image_digest(component.envelope, cid):
+                install.append((name, component.envelope))
+        unneeded = []
+        for component in self.store.list_components():
+            cid = _component_id(component)
+            if component.name not in required and cid in held:
+                unneeded.append(tuple(cbor.loads(component.manifest_component_id)))
+        self._note_manifests(device, held)
+        return Plan(tuple(install), tuple(unneeded))
+
+    def _note_requests(self, device: DeviceRecord, response: QueryResponse) -> None:
+        selector = device.kid.hex()
+        for wanted in response.requested_tc_list or ():
+            record = self._by_component_id(wanted.component_id)
+            if record is None:
+                self._event(
+                    device.kid, "request-refused", "unknown component requested"
+                )
+                continue
+            if not any(
+                p.component == record.name and p.selector == selector
+                for p in self.store.list_policies()
+            ):
+                self.store.add_policy(record.name, selector=selector)
+                self._event(device.kid, "request-granted", record.name)
+        for manifest in response.unneeded_manifest_list or ():
+            record = self.store.component_by_manifest_id(cbor.dumps(list(manifest)))
+            if record is not None and self.store.remove_policy(
+                record.name, selector=selector
+            ):
+                self._event(device.kid, "unrequested", record.name)
+
+    def _by_component_id(self, wanted: ComponentId) -> ComponentRecord | None:
+        for record in self.store.list_components():
+            if _component_id(record) == wanted:
+                return record
+        return None
+
+    def _note_manifests(
+        self, device: DeviceRecord, held: dict[ComponentId, bytes]
+    ) -> None:
+        manifests = []
+        for component in self.store.list_components(all_versions=True):
+            cid = _component_id(component)
+            if held.get(cid) == image_digest(component.envelope, cid):
+                manifests.append(
+                    (component.manifest_component_id, component.sequence_number)
+                )
+        self.store.set_device_manifests(device.kid, manifests, now=self.clock())
+
+    def finished(
+        self, agent_key: PublicKey, message: Success | Error, session: dict[str, Any]
+    ) -> None:
+        kid = agent_key.thumbprint
+        ok = isinstance(message, Success)
+        now = self.clock()
+        for report in message.suit_reports or ():
+            self.store.record_suit_report(kid, report=report, ok=ok, now=now)
+        names = ", ".join(session.get("install", [])) or "-"
+        if ok:
+            self._event(kid, "update-applied", f"installed {names}")
+        else:
+            assert isinstance(message, Error)
+            self._event(
+                kid, "update-failed", f"{message.err_code}: {message.err_msg or ''}"
+            )
+
+    def _event(self, kid: bytes | None, kind: str, message: str) -> None:
+        self.store.record_event(kid, kind=kind, message=message, now=self.clock())
+
+
+def add_component(
+    store: TAMStore, name: str, envelope: bytes, *, now: float
+) -> ComponentRecord:
+    """Catalogue a Trusted Component after checking its envelope.
+
+    The envelope must be signed by a Trusted Component signer key the
+    operator registered, and must name the manifest and component ids that
+    teep's naming gives ``name``.
+
+    :raises ConfigError: if any of that does not hold.
+    """
+    components.validate_name(name)
+    signers = [
+        PublicKey.from_cose_key(cbor.loads(s.cose_key))
+        for s in store.list_signer_keys()
+    ]
+    if not signers:
+        raise ConfigError(
+            "no component signer key registered (teep tam signer add KEY)"
+        )
+    try:
+        env, signer = open_envelope(envelope, signers)
+    except SuitError as exc:
+        raise ConfigError(f"envelope refused: {exc}") from None
+    manifest_id = env.manifest.manifest_component_id or components.manifest_id(name)
+    if manifest_id != components.manifest_id(name):
+        raise ConfigError(
+            f"the manifest is for {components.display(manifest_id)}, not component {name!r}"
+        )
+    cid = components.component_id(name)
+    if cid not in env.manifest.common.components:
+        raise ConfigError(f"the manifest does not install {components.display(cid)}")
+    return store.add_component(
+        name,
+        manifest_component_id=cbor.dumps(list(manifest_id)),
+        component_id=cbor.dumps(list(cid)),
+        sequence_number=env.manifest.sequence_number,
+        envelope=envelope,
+        signer_kid=signer.thumbprint,
+        now=now,
+    )
+
+
+def image_digest(envelope: bytes, component: ComponentId) -> bytes | None:
+    """The SHA-256 image digest an envelope sets for ``component``, if any."""
+    try:
+        env = SuitEnvelope.decode(envelope)
+    except TeepError:
+        return None
+    ids = env.manifest.common.components
+    if component not in ids:
+        return None
+    index = ids.index(component)
+    sequences = [env.manifest.common.shared_sequence, env.sequence(20), env.sequence(7)]
+    for sequence in sequences:
+        if sequence is None:
+            continue
+        current = 0
+        for command in sequence.commands:
+            if command.label == 12 and isinstance(command.argument, int):
+                current = command.argument
+            elif command.label in (19, 20) and current == index:
+                found = _digest_param(command.argument)
+                if found is not None:
+                    return found
+    return None
+
+
+def _digest_param(params: Any) -> bytes | None:
+    if not isinstance(params, dict) or not isinstance(params.get(3), bytes):
+        return None
+    try:
+        value = cbor.loads(params[3])
+    except TeepError:
+        return None
+    ok = isinstance(value, list) and len(value) == 2 and value[0] == SHA256
+    return value[1] if ok and isinstance(value[1], bytes) else None
+
+
+def _component_id(record: ComponentRecord) -> ComponentId:
+    return tuple(cbor.loads(record.component_id))
+
+
+def _held_digests(response: QueryResponse) -> dict[ComponentId, bytes]:
+    held: dict[ComponentId, bytes] = {}
+    for entry in response.tc_list or ():
+        cid = tuple(entry[0])
+        digest = entry.get(3)
+        value = _digest_param({3: digest}) if isinstance(digest, bytes) else None
+        held[cid] = value or b""
+    return held
+
+
+def _cnf_key(evidence: bytes) -> PublicKey | None:
+    """The COSE_Key in an Evidence's cnf claim, read without verification."""
+    try:
+        token = cbor.loads(evidence)
+        body = token.value if isinstance(token, cbor.CBORTag) else token
+        claims = cbor.loads(body[2])
+        cnf = claims.get(8) if isinstance(claims, dict) else None
+        if isinstance(cnf, dict) and isinstance(cnf.get(1), dict):
+            return PublicKey.from_cose_key(cnf[1])
+    except (TeepError, IndexError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def payload_digest(payload: bytes) -> bytes:
+    """SHA-256 of a payload, as SUIT image digests carry it."""
+    return hashlib.sha256(payload).digest()

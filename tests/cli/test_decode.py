@@ -1,0 +1,278 @@
+"""teep decode: spec vectors, signatures, numbering and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from teep import cbor, cose
+from teep.cli.decode import inspect
+from teep.errors import TeepError
+from teep.keys import KeyKind, PrivateKey
+from teep.protocol import codec
+from teep.protocol.messages import Message, Success, Update
+from teep.protocol.registry import PRE_RFC
+
+from .conftest import VECTORS, Run, assert_one_line_error
+
+MESSAGES = {
+    "query_request": "QueryRequest",
+    "query_response": "QueryResponse",
+    "update": "Update",
+    "success": "Success",
+    "error": "Error",
+}
+TOKEN = bytes(range(16))
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_final_vector(run: Run, name: str) -> None:
+    """Each final-numbering spec message decodes, names its type, exits 0."""
+    result = run("decode", str(VECTORS / f"{name}.hex"))
+    assert result.exit_code == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(f"{MESSAGES[name]} (TEEP message, final numbering")
+    assert "unsigned" in first
+    assert "/ type /" in rest[1]
+
+
+def test_update_shows_nested_envelope(run: Run) -> None:
+    """The manifest-list entry is unwrapped down to the SUIT manifest."""
+    out = run("decode", str(VECTORS / "update.hex")).stdout
+    assert "/ manifest-list / 9: [" in out
+    assert "<< / SUIT_Envelope / {" in out
+    assert "/ suit-manifest-sequence-number / 2: 3" in out
+    assert '"https://example.org/8d82573a-926d-4754-9353-32dc29997f74.ta"' in out
+
+
+def test_raw_binary_input(run: Run, tmp_path: Path) -> None:
+    """Raw CBOR is accepted as well as hex."""
+    raw = tmp_path / "error.cbor"
+    raw.write_bytes(bytes.fromhex((VECTORS / "error.hex").read_text().strip()))
+    result = run("decode", str(raw))
+    assert result.exit_code == 0, result.stderr
+    assert "ERR_MANIFEST_PROCESSING_FAILED" in result.stdout
+
+
+def test_stdin(run: Run) -> None:
+    """'-' reads standard input."""
+    result = run("decode", "-", input=(VECTORS / "success.hex").read_bytes())
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Success")
+
+
+def test_json_output(run: Run) -> None:
+    """--json gives the type, the numbering and the named value."""
+    result = run("decode", "--json", str(VECTORS / "error.hex"))
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["type"], data["numbering"], data["signed"]) == ("Error", "final", None)
+    assert data["value"][2] == {"value": 11, "name": "ERR_MANIFEST_PROCESSING_FAILED"}
+
+
+def _signed(tmp_path: Path, key: PrivateKey, message: Message) -> Path:
+    payload = codec.encode(message)
+    path = tmp_path / "signed.cbor"
+    path.write_bytes(cose.sign1(payload, key))
+    return path
+
+
+def test_signed_with_right_key(run: Run, tmp_path: Path) -> None:
+    """A COSE_Sign1 message verifies with its signer's key and exits 0."""
+    key = PrivateKey.generate()
+    (tmp_path / "k.pub.pem").write_bytes(key.public.to_pem())
+    path = _signed(tmp_path, key, Success(token=TOKEN))
+    result = run("decode", "--key", str(tmp_path / "k.pub.pem"), str(path))
+    assert result.exit_code == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "COSE_Sign1 signed by kid " + key.kid.hex() in first
+    assert "verified with " + key.kid.hex() in first
+    assert "/ payload / << [" in result.stdout
+
+
+def test_signed_with_wrong_key(run: Run, tmp_path: Path) -> None:
+    """A signature checked with another key fails with one line naming it."""
+    key, other = PrivateKey.generate(), PrivateKey.generate()
+    (tmp_path / "other.pem").write_bytes(other.public.to_pem())
+    path = _signed(tmp_path, key, Success(token=TOKEN))
+    line = assert_one_line_error(
+        run("decode", "--key", str(tmp_path / "other.pem"), str(path))
+    )
+    assert line == f"teep: error: signature does not verify with {other.kid.hex()}"
+
+
+def test_signed_without_key(run: Run, tmp_path: Path) -> None:
+    """Without --key the signer is shown but not verified."""
+    key = PrivateKey.generate(KeyKind.ED25519)
+    path = _signed(tmp_path, key, Success(token=TOKEN))
+    first = run("decode", str(path)).stdout.splitlines()[0]
+    assert "with Ed25519: not verified (no --key)" in first
+
+
+def test_cose_sign_multi_signer(run: Run, tmp_path: Path) -> None:
+    """A COSE_Sign verifies with either of its signers."""
+    a, b = PrivateKey.generate(), PrivateKey.generate()
+    path = tmp_path / "multi.cbor"
+    path.write_bytes(cose.sign(codec.encode(Success(token=TOKEN)), [a, b]))
+    (tmp_path / "b.pem").write_bytes(b.public.to_pem())
+    result = run("decode", "--key", str(tmp_path / "b.pem"), str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "COSE_Sign signed by" in result.stdout
+
+
+def test_libteep_pre_rfc_signed(run: Run) -> None:
+    """libteep's signed pre-RFC Error is recognised as pre-rfc and verifies."""
+    result = run(
+        "decode",
+        "--key",
+        str(VECTORS / "libteep_teep_agent_prime256v1_pub.pem"),
+        str(VECTORS / "libteep_teep_error_cose.hex"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        "Error (TEEP message, pre-rfc numbering, recognised)"
+    )
+    assert "/ err-code / 17 / ERR_MANIFEST_PROCESSING_FAILED /" in result.stdout
+
+
+def test_numbering_forced_wrong(run: Run) -> None:
+    """A final Error read as pre-RFC fails with one line naming the type."""
+    line = assert_one_line_error(
+        run("decode", "--numbering", "pre-rfc", str(VECTORS / "error.hex"))
+    )
+    assert line.startswith("teep: error: success:")
+
+
+def test_pre_rfc_numbering_given(run: Run, tmp_path: Path) -> None:
+    """--numbering pre-rfc reads a pre-RFC message."""
+    path = tmp_path / "s.cbor"
+    path.write_bytes(codec.encode(Success(token=TOKEN), PRE_RFC))
+    result = run("decode", "--numbering", "pre-rfc", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "pre-rfc numbering, given" in result.stdout
+
+
+def test_malformed_field_named(run: Run, tmp_path: Path) -> None:
+    """A wrongly typed option is reported with the message, option and label."""
+    path = tmp_path / "bad.cbor"
+    path.write_bytes(cbor.dumps([3, {19: TOKEN, 9: "not an array"}]))
+    line = assert_one_line_error(run("decode", "--numbering", "final", str(path)))
+    assert line == (
+        "teep: error: update: manifest-list (label 9): expected an array of bstr"
+    )
+
+
+def test_suit_envelope(run: Run) -> None:
+    """A SUIT envelope is recognised and its signature checked with --key."""
+    result = run(
+        "decode",
+        "--key",
+        str(VECTORS / "suit_signer_p256_public.pem"),
+        str(VECTORS / "suit_integrated.hex"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("SUIT envelope; signature verified with ")
+    assert '/ "Hello, Secure World!" /' in result.stdout
+
+
+def test_suit_envelope_wrong_key(run: Run, tmp_path: Path) -> None:
+    """A SUIT envelope does not verify with an unrelated key."""
+    (tmp_path / "k.pem").write_bytes(PrivateKey.generate().public.to_pem())
+    assert_one_line_error(
+        run("decode", "--key", str(tmp_path / "k.pem"), str(VECTORS / "suit_uri.hex"))
+    )
+
+
+def test_eat(run: Run, tmp_path: Path) -> None:
+    """A signed EAT claims set is shown with claim names."""
+    key = PrivateKey.generate()
+    claims = {10: b"n" * 16, 256: b"\x01" + bytes(16), 258: b"abc", 265: "urn:x"}
+    path = tmp_path / "eat.cbor"
+    path.write_bytes(cose.sign1(cbor.dumps(claims), key))
+    result = run("decode", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("EAT claims set; COSE_Sign1 signed by")
+    assert "/ ueid / 256:" in result.stdout
+    assert "/ eat-profile / 265:" in result.stdout
+
+
+def test_key_on_unsigned_input(run: Run, tmp_path: Path) -> None:
+    """--key with an unsigned message is an error."""
+    (tmp_path / "k.pem").write_bytes(PrivateKey.generate().public.to_pem())
+    line = assert_one_line_error(
+        run("decode", "--key", str(tmp_path / "k.pem"), str(VECTORS / "success.hex"))
+    )
+    assert "not signed" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "the input is empty"),
+        (b"\n  \n", "the input is empty"),
+        (b"\xff\x00garbage", "not valid CBOR"),
+        (bytes.fromhex("8305a21350a0a1a2"), "not valid CBOR"),  # truncated
+        (b"8305a2", "not valid CBOR"),  # truncated, as hex
+        (cbor.dumps(7), "not a TEEP message"),
+        (cbor.dumps([9, {}]), "unknown message type 9"),
+        (cbor.dumps([1, 1234, {}, 3]), "draft -02 to -04"),
+        (b'{"TYPE": "QueryRequest"}', "TEEP over JSON"),
+        (cbor.dumps(cbor.CBORTag(18, [b"", {}, b"x", b""])), "COSE"),
+        (cbor.dumps(cbor.CBORTag(18, [b"\xa1\x01&", {}, b"\xff", b"s"])), "payload"),
+    ],
+)
+def test_bad_input_one_line(
+    run: Run, tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """Garbage, empty and truncated input fail with one line and no traceback."""
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    line = assert_one_line_error(run("decode", str(path)))
+    assert expected in line
+
+
+def test_bad_forced_hex(run: Run, tmp_path: Path) -> None:
+    """--hex with non-hex text fails with one line."""
+    path = tmp_path / "input"
+    path.write_bytes(b"zz")
+    assert "not valid hex" in assert_one_line_error(run("decode", "--hex", str(path)))
+
+
+def test_missing_file(run: Run, tmp_path: Path) -> None:
+    """A missing input file is one line naming it."""
+    line = assert_one_line_error(run("decode", str(tmp_path / "nope.cbor")))
+    assert "nope.cbor" in line
+
+
+def test_update_built_here(run: Run, tmp_path: Path) -> None:
+    """An Update this code base encodes decodes back with its manifest count."""
+    envelope = bytes.fromhex((VECTORS / "suit_uri.hex").read_text().strip())
+    path = tmp_path / "u.cbor"
+    path.write_bytes(codec.encode(Update(token=TOKEN, manifest_list=(envelope,))))
+    result = run("decode", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("<< / SUIT_Envelope /") == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_inspect_raises_only_teep_errors(data: bytes) -> None:
+    """Whatever the bytes, inspection succeeds or raises a TeepError."""
+    try:
+        inspect(data)
+    except TeepError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(MESSAGES)), st.data())
+def test_truncated_vectors(name: str, data: st.DataObject) -> None:
+    """Every proper prefix of a spec message fails with a TeepError."""
+    raw = bytes.fromhex((VECTORS / f"{name}.hex").read_text().strip())
+    cut = data.draw(st.integers(1, len(raw) - 1))
+    with pytest.raises(TeepError):
+        inspect(raw[:cut])
