@@ -175,7 +175,7 @@ def parse(data: bytes | Any) -> COSEMessage:
     :param data: encoded bytes, or an item already decoded by :func:`teep.cbor.loads`.
     :raises COSEDecodeError: with the reason when it is not.
     """
-    value = cbor.loads(data) if isinstance(data, bytes | bytearray) else data
+    value = cbor.loads(bytes(data)) if isinstance(data, bytes | bytearray) else data
     if isinstance(value, cbor.CBORTag):
         if value.tag not in (COSETag.COSE_Sign1, COSETag.COSE_Sign):
             raise COSEDecodeError(f"CBOR tag {value.tag} is not a COSE signed message")
@@ -194,6 +194,7 @@ def parse(data: bytes | Any) -> COSEMessage:
         raise COSEDecodeError("the unprotected header must be a map")
     if payload is not None and not isinstance(payload, bytes):
         raise COSEDecodeError("the payload must be a byte string or nil")
+    signatures: tuple[Signature, ...]
     if tag is COSETag.COSE_Sign1:
         if not isinstance(last, bytes):
             raise COSEDecodeError("the signature must be a byte string")
@@ -282,7 +283,7 @@ def _protected_map(protected: Any, where: str) -> dict[Any, Any]:
         # critical header parameter must reject the message.
         if not isinstance(crit, list) or not crit:
             raise COSEDecodeError("crit must be a non-empty array")
-        unknown = [c for c in crit if c not in _UNDERSTOOD]
+        unknown = [c for c in crit if not isinstance(c, int) or c not in _UNDERSTOOD]
         if unknown:
             raise COSEDecodeError(f"unsupported critical header parameter(s) {unknown}")
     return header

@@ -102,3 +102,15 @@ def test_console_script_one_line_error(tmp_path: Path) -> None:
     assert proc.stderr.splitlines() == [
         f"teep: error: cannot read {missing}: No such file or directory"
     ]
+
+
+def test_print_table_plain_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Off a terminal a table is aligned plain text and long cells are whole."""
+    from teep.cli.common import print_table
+
+    kid = "ab" * 32
+    print_table(("kid", "label"), [(kid, "tam"), ("x", "device")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["kid", "label"]
+    assert lines[1] == f"{kid}  tam"
+    assert lines[2].startswith("x ") and lines[2].endswith("device")

@@ -297,10 +297,6 @@ def test_foreign_tags_in_cose(name: str, tag: int, content: Any) -> None:
             cose.parse(cbor.dumps(cbor.CBORTag(18, fields)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cose._protected_map tests list members of crit against a frozenset",
-)
 def test_unhashable_crit_entry() -> None:
     """A crit list holding an array is refused with a COSE error."""
     protected = cbor.dumps({1: -7, 2: [[1]]})

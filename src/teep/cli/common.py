@@ -52,13 +52,32 @@ def fail(message: str) -> NoReturn:
 def print_table(
     columns: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None
 ) -> None:
-    """Print rows as a table with a header (plain text when not a terminal)."""
+    """Print rows as a table with a header.
+
+    On a terminal it is a rich table; otherwise plain aligned columns that
+    are never folded, so a 64-digit kid survives a pipe or a file.
+    """
+    cells = [[str(cell) for cell in row] for row in rows]
+    if not console.is_terminal:
+        _plain_table([str(c) for c in columns], cells, title)
+        return
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
+
+
+def _plain_table(columns: list[str], rows: list[list[str]], title: str | None) -> None:
+    widths = [len(c) for c in columns]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+    if title:
+        click.echo(title)
+    for row in [columns, *rows]:
+        padded = (cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        click.echo("  ".join(padded).rstrip())
 
 
 def read_input(path: str) -> bytes:

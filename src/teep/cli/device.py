@@ -12,10 +12,19 @@ from teep import components
 from teep.cli.common import console, fail, print_table
 from teep.device.broker import Broker
 from teep.device.runtime import Device, DeviceSettings
+from teep.errors import TeepError
 from teep.keys import KeyKind, PublicKey
 from teep.protocol import codec
-from teep.protocol.agent import ComponentsChanged, Dropped, ErrorSent, QueryAnswered
-from teep.protocol.messages import Error, QueryRequest, Update
+from teep.protocol.agent import Dropped, ErrorSent
+from teep.protocol.messages import (
+    Error,
+    Message,
+    QueryRequest,
+    QueryResponse,
+    Success,
+    Update,
+)
+from teep.protocol.registry import FINAL
 from teep.protocol.signing import peek
 
 DEFAULT_DIR = "teep-device"
@@ -122,21 +131,9 @@ def run(folder: Path, tam_uri: str | None) -> None:
         DeviceSettings(tam_uri=tam_uri).save(folder)
     broker = Broker(dev.agent, on_message=_describe)
     outcome = asyncio.run(broker.policy_check(uri))
-    failed = False
+    failed = any(isinstance(e, ErrorSent | Dropped) for e in outcome.events)
     for event in outcome.events:
-        if isinstance(event, QueryAnswered):
-            evidence = " with attestation Evidence (EAT)" if event.attested else ""
-            _say(f"QueryResponse sent{evidence}")
-        elif isinstance(event, ComponentsChanged):
-            _say(
-                f"Update applied: {len(event.installed) - len(event.removed)} component(s) "
-                f"verified and installed, {len(event.removed)} removed; Success sent"
-            )
-        elif isinstance(event, ErrorSent):
-            failed = True
-            _say(f"Error sent: {codec.error_code_name(event.code)}: {event.reason}")
-        elif isinstance(event, Dropped):
-            failed = True
+        if isinstance(event, Dropped):
             _say(f"message dropped: {event.reason}")
     _say(f"session ended after {outcome.round_trips} round trip(s)")
     if failed:
@@ -144,35 +141,48 @@ def run(folder: Path, tam_uri: str | None) -> None:
 
 
 def _describe(direction: str, data: bytes) -> None:
-    if direction != "received":
-        return
     try:
         peeked = peek(data)
-        dialect = codec.classify(peeked.payload) or codec.FINAL
+        dialect = codec.classify(peeked.payload) or FINAL
         message = codec.decode_value(peeked.payload, dialect)
-    except Exception:
-        _say("received a message that does not decode")
+    except TeepError:
+        _say(f"{direction} a message that does not decode")
         return
-    signatures = len(peeked.cose.signatures)
+    if direction == "received":
+        _say(_received(message, len(peeked.cose.signatures), dialect.name))
+    else:
+        _say(_sending(message))
+
+
+def _received(message: Message, signatures: int, numbering: str) -> str:
     if isinstance(message, QueryRequest):
-        _say(
-            f"QueryRequest received ({signatures} signature(s), {dialect.name} numbering)"
+        return (
+            f"QueryRequest received ({signatures} signature(s), {numbering} numbering)"
         )
-    elif isinstance(message, Update):
+    if isinstance(message, Update):
         count = len(message.manifest_list or ())
         removed = len(message.unneeded_manifest_list or ())
-        note = (
-            f", err-code {message.err_code}: {message.err_msg}"
-            if message.err_code
-            else ""
+        note = ""
+        if message.err_code is not None:
+            note = f"; TAM reports {codec.error_code_name(message.err_code)}: {message.err_msg}"
+        return f"Update received: {count} signed SUIT manifest(s), {removed} to remove{note}"
+    return f"{type(message).__name__} received"
+
+
+def _sending(message: Message) -> str:
+    if isinstance(message, QueryResponse):
+        evidence = (
+            " with attestation Evidence (EAT)" if message.attestation_payload else ""
         )
-        _say(
-            f"Update received: {count} signed SUIT manifest(s), {removed} to remove{note}"
-        )
-    elif isinstance(message, Error):
-        _say(f"Error received: {message.err_code}")
-    else:
-        _say(f"{type(message).__name__} received")
+        held = len(message.tc_list or ())
+        return f"QueryResponse sent{evidence}, {held} component(s) held"
+    if isinstance(message, Success):
+        reports = len(message.suit_reports or ())
+        return f"components verified and installed ({reports} SUIT report(s)); Success sent"
+    if isinstance(message, Error):
+        name = codec.error_code_name(message.err_code)
+        return f"Error sent: {name}: {message.err_msg or ''}"
+    return f"{type(message).__name__} sent"
 
 
 def _say(text: str) -> None:

@@ -7,13 +7,14 @@ so it holds for the console script, ``python -m teep`` and click's test
 runner alike.
 
 A command group lives in its own module under :mod:`teep.cli` and is
-registered at the bottom of this file with one import and one
-``cli.add_command`` line.
+registered at the bottom of this file with one ``cli.add_lazy`` line (or,
+for a group that is cheap to import, an import and ``cli.add_command``).
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import sys
 import traceback
@@ -37,6 +38,29 @@ class TeepGroup(click.Group):
 
     verbosity: int = 0
     """How many ``-v`` the current invocation got (set by the callback)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, str] = {}
+
+    def add_lazy(self, name: str, target: str) -> None:
+        """Register the command ``module:attribute`` under ``name``, imported
+        only when it is run or listed (the TAM and device groups pull in
+        SQLAlchemy and wasmtime, which ``teep decode`` should not wait for).
+        """
+        self._lazy[name] = target
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, loaded or not."""
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called ``cmd_name``, importing it on first use."""
+        target = self._lazy.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            module, _, attr = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self,
@@ -133,20 +157,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 # --- command groups -------------------------------------------------------------
-# One import and one add_command per group.
-from teep.cli.decode import decode  # noqa: E402
-from teep.cli.demo import demo  # noqa: E402
-from teep.cli.device import device  # noqa: E402
-from teep.cli.keys import keys  # noqa: E402
-from teep.cli.manifest import manifest  # noqa: E402
-from teep.cli.tam import tam  # noqa: E402
-
-cli.add_command(demo)
-cli.add_command(tam)
-cli.add_command(device)
-cli.add_command(keys)
-cli.add_command(manifest)
-cli.add_command(decode)
+# One line per group: its name and where it lives (imported when used).
+cli.add_lazy("demo", "teep.cli.demo:demo")
+cli.add_lazy("tam", "teep.cli.tam:tam")
+cli.add_lazy("device", "teep.cli.device:device")
+cli.add_lazy("keys", "teep.cli.keys:keys")
+cli.add_lazy("manifest", "teep.cli.manifest:manifest")
+cli.add_lazy("decode", "teep.cli.decode:decode")
 
 if __name__ == "__main__":
     main()

@@ -115,7 +115,8 @@ _EVENT_TEXT = {
 
 def _print_event(event: SessionEvent) -> None:
     device = f" [device {event.device.hex()[:12]}]" if event.device else ""
-    console.print(f"{_EVENT_TEXT.get(event.kind, event.kind)}{device}: {event.detail}")
+    text = _EVENT_TEXT.get(event.kind, event.kind)
+    console.print(f"{text}{device}: {event.detail}", markup=False)
     sys.stdout.flush()
 
 
@@ -134,7 +135,7 @@ def signer() -> None:
 def signer_add(folder: Path, keyfile: Path, label: str) -> None:
     """Accept components signed by KEYFILE's key."""
     key = PublicKey.load(keyfile)
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         store.add_signer_key(
             cose_key=cbor.det_dumps(key.cose_key()),
             kid=key.kid,
@@ -148,7 +149,7 @@ def signer_add(folder: Path, keyfile: Path, label: str) -> None:
 @dir_option
 def signer_list(folder: Path) -> None:
     """List the component signer keys."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         rows = [(r.kid.hex(), r.label) for r in store.list_signer_keys()]
     print_table(("kid", "label"), rows)
 
@@ -175,7 +176,7 @@ def attestation_key_add(
         oem = bytes.fromhex(oemid)
     except ValueError:
         fail(f"--oemid must be hex, not {oemid!r}")
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         store.add_attestation_key(
             cose_key=cbor.det_dumps(key.cose_key()),
             kid=key.kid,
@@ -191,7 +192,7 @@ def attestation_key_add(
 @dir_option
 def attestation_key_list(folder: Path) -> None:
     """List the endorsed attestation keys."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         rows = [
             (r.kid.hex()[:16], (r.hwmodel or b"").decode(errors="replace"), r.label)
             for r in store.list_attestation_keys()
@@ -214,7 +215,7 @@ def component() -> None:
 def component_add(folder: Path, name: str, envelope: Path) -> None:
     """Catalogue NAME from a signed SUIT ENVELOPE (payload integrated)."""
     data = envelope.read_bytes()
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         record = add_component(store, name, data, now=time.time())
     console.print(f"component {record.name} sequence {record.sequence_number} added")
 
@@ -223,7 +224,7 @@ def component_add(folder: Path, name: str, envelope: Path) -> None:
 @dir_option
 def component_list(folder: Path) -> None:
     """List the catalogued components (newest versions)."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         rows = [
             (r.name, r.sequence_number, len(r.envelope), r.signer_kid.hex()[:16])
             for r in store.list_components()
@@ -236,7 +237,7 @@ def component_list(folder: Path) -> None:
 @click.argument("name")
 def component_remove(folder: Path, name: str) -> None:
     """Remove NAME (every version) and its policy entries."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         if not store.remove_component(name):
             fail(f"no component named {name!r}")
     console.print(f"component {name} removed")
@@ -262,7 +263,7 @@ selector_option = click.option(
 @selector_option
 def policy_add(folder: Path, name: str, selector: str) -> None:
     """Require component NAME on the selected devices."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         if store.get_component(name) is None:
             fail(f"no component named {name!r} (add it with 'teep tam component add')")
         store.add_policy(name, selector=selector)
@@ -275,7 +276,7 @@ def policy_add(folder: Path, name: str, selector: str) -> None:
 @selector_option
 def policy_remove(folder: Path, name: str, selector: str) -> None:
     """Stop requiring NAME; devices holding it remove it at their next session."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         if not store.remove_policy(name, selector=selector):
             fail(f"no policy entry for {name!r} on {selector}")
     console.print(f"policy: {name} no longer required on {selector}")
@@ -285,7 +286,7 @@ def policy_remove(folder: Path, name: str, selector: str) -> None:
 @dir_option
 def policy_list(folder: Path) -> None:
     """List the policy entries."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         rows = [(p.component, p.selector) for p in store.list_policies()]
     print_table(("component", "devices"), rows)
 
@@ -302,7 +303,7 @@ def device() -> None:
 @dir_option
 def device_list(folder: Path) -> None:
     """List devices with their attestation status."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         rows = [
             (d.kid.hex()[:16], (d.ueid or b"").hex()[:16], d.status, _ago(d.last_seen))
             for d in store.list_devices()
@@ -315,7 +316,7 @@ def device_list(folder: Path) -> None:
 @click.argument("device_id")
 def device_show(folder: Path, device_id: str) -> None:
     """Show a device: components, appraisals, events, SUIT reports."""
-    with _closing(_store(folder)) as store:
+    with _Closing(_store(folder)) as store:
         record = store.find_device(device_id)
         if record is None:
             fail(f"no device matches {device_id!r}")
@@ -359,7 +360,7 @@ def _ago(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-class _closing:
+class _Closing:
     """Close a store when the block ends."""
 
     def __init__(self, store: TAMStore) -> None:

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from teep import cose
 from teep.errors import DecodeError, VerifyError
 from teep.keys import ALG_KINDS, COSEAlgorithm, PrivateKey, PublicKey
 from teep.protocol import codec

@@ -132,7 +132,7 @@ def _inverse(table: Mapping[int, int]) -> Mapping[int, int]:
     return MappingProxyType({wire: value for value, wire in table.items()})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dialect:
     """One numbering of the TEEP registries: enum value -> wire number."""
 

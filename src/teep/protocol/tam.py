@@ -59,9 +59,9 @@ from teep.protocol.signing import open_signed, peek, sign_message
 from teep.suit.store import ComponentId
 
 __all__ = [
+    "TAM",
     "Appraised",
     "Plan",
-    "TAM",
     "TAMConfig",
     "TAMHost",
     "TAMResult",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -70,7 +70,7 @@ def make_app(
 
 def _handler(
     tam: TAM, on_event: Callable[[SessionEvent], None] | None
-) -> Callable[[web.Request], object]:
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         if not _accepts(request.headers.get("Accept", "")):
             return web.Response(status=406)

@@ -16,8 +16,8 @@ foreign key, because they can concern a device the TAM has not stored yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -355,30 +355,11 @@ class SignerKeyRecord:
 
 # copying rows out
 
-
-def device_record(row: Device) -> DeviceRecord:
-    return DeviceRecord(
-        kid=row.kid,
-        cose_key=row.cose_key,
-        ueid=row.ueid,
-        hwmodel=row.hwmodel,
-        numbering=row.numbering,
-        label=row.label,
-        status=row.status,
-        status_reason=row.status_reason,
-        status_at=row.status_at,
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-    )
+R = TypeVar("R")
 
 
-def component_record(row: Component) -> ComponentRecord:
-    return ComponentRecord(
-        name=row.name,
-        manifest_component_id=row.manifest_component_id,
-        component_id=row.component_id,
-        sequence_number=row.sequence_number,
-        envelope=row.envelope,
-        signer_kid=row.signer_kid,
-        added_at=row.added_at,
-    )
+def to_record(cls: type[R], row: object, **overrides: Any) -> R:
+    """Copy the attributes of ``row`` named like the fields of ``cls``."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    values = {name: getattr(row, name) for name in names if name not in overrides}
+    return cls(**values, **overrides)

@@ -28,9 +28,8 @@ from teep.errors import ConfigError, TeepError
 from teep.keys import PublicKey
 from teep.protocol.messages import Error, QueryResponse, Success
 from teep.protocol.tam import Appraised, Plan, TAMHost
-from teep.suit.envelope import SuitEnvelope
+from teep.suit.envelope import SuitEnvelope, open_envelope
 from teep.suit.errors import SuitError
-from teep.suit.processor import open_envelope
 from teep.suit.store import ComponentId
 from teep.tam.models import ComponentRecord, DeviceRecord
 from teep.tam.store import TAMStore

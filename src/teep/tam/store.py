@@ -86,8 +86,7 @@ from teep.tam.models import (
     SignerKeyRecord,
     SuitReport,
     SuitReportRecord,
-    component_record,
-    device_record,
+    to_record,
 )
 
 __all__ = [
@@ -106,6 +105,7 @@ __all__ = [
     "SignerKeyRecord",
     "SuitReportRecord",
     "TAMStore",
+    "normalise_selector",
     "normalise_url",
 ]
 
@@ -221,7 +221,7 @@ def _prepare_schema(engine: Engine, migrate: bool) -> None:
         )
 
 
-# small helpers
+# validation and conversions
 
 
 def _digest(value: bytes) -> bytes:
@@ -327,7 +327,8 @@ class TAMStore:
 
         Args:
             url: a SQLAlchemy URL (``sqlite:///tam.db``, ``postgresql://...``)
-                or the path of a SQLite file.
+                or the path of a SQLite file.  ``sqlite://`` is an in-memory
+                database on one shared connection, for tests and tools only.
             migrate: run the migrations up to head; when false, only check
                 that the schema is already at head.
 
@@ -417,13 +418,13 @@ class TAMStore:
         )
         with self._tx("store a device") as session:
             session.execute(stmt)
-            return device_record(_device(session, kid))
+            return to_record(DeviceRecord, _device(session, kid))
 
     def get_device(self, kid: bytes) -> DeviceRecord | None:
         """The device with this kid, or None."""
         with self._tx("read a device", write=False) as session:
             row = session.scalars(select(Device).where(Device.kid == kid)).first()
-            return None if row is None else device_record(row)
+            return None if row is None else to_record(DeviceRecord, row)
 
     def find_device(self, text: str) -> DeviceRecord | None:
         """Find a device by what an operator types.
@@ -449,14 +450,14 @@ class TAMStore:
                 if len(rows) > 1:
                     raise AmbiguousMatchError(f"{text!r} matches several devices")
                 if rows:
-                    return device_record(rows[0])
+                    return to_record(DeviceRecord, rows[0])
         return None
 
     def list_devices(self) -> list[DeviceRecord]:
         """Every device, oldest first."""
         with self._tx("list devices", write=False) as session:
             rows = session.scalars(select(Device).order_by(Device.id))
-            return [device_record(row) for row in rows]
+            return [to_record(DeviceRecord, row) for row in rows]
 
     def set_device_label(self, kid: bytes, label: str | None) -> None:
         """Name a device for operators (None removes the name).
@@ -576,13 +577,13 @@ class TAMStore:
                     f"this manifest belongs to component {other!r}"
                 )
             session.add(row)
-        return component_record(row)
+        return to_record(ComponentRecord, row)
 
     def get_component(self, name: str) -> ComponentRecord | None:
         """The newest version of the named component, or None."""
         with self._tx("read a component", write=False) as session:
             rows = session.scalars(_newest().where(Component.name == name))
-            return next((component_record(row) for row in rows), None)
+            return next((to_record(ComponentRecord, row) for row in rows), None)
 
     def component_by_manifest_id(
         self, manifest_component_id: bytes
@@ -592,14 +593,16 @@ class TAMStore:
             Component.manifest_component_id == manifest_component_id
         )
         with self._tx("read a component", write=False) as session:
-            return next((component_record(r) for r in session.scalars(query)), None)
+            return next(
+                (to_record(ComponentRecord, r) for r in session.scalars(query)), None
+            )
 
     def list_components(self, *, all_versions: bool = False) -> list[ComponentRecord]:
         """The newest version of every component (or every version), by name."""
         query: Select[Component] = select(Component) if all_versions else _newest()
         query = query.order_by(Component.name, Component.sequence_number)
         with self._tx("list components", write=False) as session:
-            return [component_record(row) for row in session.scalars(query)]
+            return [to_record(ComponentRecord, row) for row in session.scalars(query)]
 
     def remove_component(self, name: str) -> bool:
         """Remove every version of a component and its policy rows.
@@ -651,10 +654,7 @@ class TAMStore:
         """Every rule, by component then selector."""
         query = select(Policy).order_by(Policy.component, Policy.selector)
         with self._tx("list policies", write=False) as session:
-            return [
-                PolicyRecord(component=row.component, selector=row.selector)
-                for row in session.scalars(query)
-            ]
+            return [to_record(PolicyRecord, row) for row in session.scalars(query)]
 
     def required_components(self, device: DeviceRecord) -> list[ComponentRecord]:
         """The newest version of each component a rule requires on the device."""
@@ -663,7 +663,7 @@ class TAMStore:
         )
         query = _newest().where(Component.name.in_(names)).order_by(Component.name)
         with self._tx("read required components", write=False) as session:
-            return [component_record(row) for row in session.scalars(query)]
+            return [to_record(ComponentRecord, row) for row in session.scalars(query)]
 
     # one-time values
 
@@ -741,13 +741,7 @@ class TAMStore:
             row = session.execute(stmt).first()
         if row is None:
             return None
-        return NonceRecord(
-            kind=row.kind,
-            device_kid=row.device_kid,
-            data=row.data,
-            issued_at=row.issued_at,
-            expires_at=row.expires_at,
-        )
+        return to_record(NonceRecord, row)
 
     def purge_nonces(self, *, now: float) -> int:
         """Delete expired one-time values; returns how many were deleted."""
@@ -808,13 +802,7 @@ class TAMStore:
         query = _recent(Appraisal, device_kid, limit)
         with self._tx("list appraisals", write=False) as session:
             return [
-                AppraisalRecord(
-                    device_kid=row.device_kid,
-                    status=row.status,
-                    reason=row.reason,
-                    detail=json.loads(row.detail),
-                    at=row.at,
-                )
+                to_record(AppraisalRecord, row, detail=json.loads(row.detail))
                 for row in session.scalars(query)
             ]
 
@@ -837,15 +825,7 @@ class TAMStore:
         """The newest events first, of one device or (None) of all."""
         query = _recent(Event, device_kid, limit)
         with self._tx("list events", write=False) as session:
-            return [
-                EventRecord(
-                    device_kid=row.device_kid,
-                    kind=row.kind,
-                    message=row.message,
-                    at=row.at,
-                )
-                for row in session.scalars(query)
-            ]
+            return [to_record(EventRecord, row) for row in session.scalars(query)]
 
     def record_suit_report(
         self, device_kid: bytes, *, report: bytes, ok: bool, now: float
@@ -861,12 +841,7 @@ class TAMStore:
         """A device's SUIT Reports, newest first."""
         query = _recent(SuitReport, device_kid, limit)
         with self._tx("list SUIT Reports", write=False) as session:
-            return [
-                SuitReportRecord(
-                    device_kid=row.device_kid, report=row.report, ok=row.ok, at=row.at
-                )
-                for row in session.scalars(query)
-            ]
+            return [to_record(SuitReportRecord, row) for row in session.scalars(query)]
 
     # trust configuration
 
@@ -901,14 +876,7 @@ class TAMStore:
         """Every accepted attestation key, oldest first."""
         with self._tx("list attestation keys", write=False) as session:
             return [
-                AttestationKeyRecord(
-                    kid=row.kid,
-                    cose_key=row.cose_key,
-                    hwmodel=row.hwmodel,
-                    oemid=row.oemid,
-                    label=row.label,
-                    added_at=row.added_at,
-                )
+                to_record(AttestationKeyRecord, row)
                 for row in session.scalars(
                     select(AttestationKey).order_by(AttestationKey.id)
                 )
@@ -944,12 +912,7 @@ class TAMStore:
         """Every accepted signer key, oldest first."""
         with self._tx("list signer keys", write=False) as session:
             return [
-                SignerKeyRecord(
-                    kid=row.kid,
-                    cose_key=row.cose_key,
-                    label=row.label,
-                    added_at=row.added_at,
-                )
+                to_record(SignerKeyRecord, row)
                 for row in session.scalars(select(SignerKey).order_by(SignerKey.id))
             ]
 
