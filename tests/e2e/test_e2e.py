@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import email.message
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,6 +92,7 @@ class Server:
     """A ``teep tam serve --port 0`` child process."""
 
     def __init__(self, tam_dir: Path) -> None:
+        self.lines: list[str] = []
         self.process = subprocess.Popen(
             teep("tam", "serve", "--dir", str(tam_dir), "--port", "0"),
             stdout=subprocess.PIPE,
@@ -109,10 +112,15 @@ class Server:
             if "listening on" in line:
                 url = line.split("listening on", 1)[1].strip()
                 # Keep reading so the child never blocks on a full pipe.
-                self.process.stdout.close()
+                threading.Thread(target=self._drain, daemon=True).start()
                 return url
         self.stop()
         pytest.fail("teep tam serve did not start listening")
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """End the process (if it still runs) and reap it."""
@@ -125,11 +133,18 @@ class Server:
             self.process.wait()
 
 
+def lowered(headers: email.message.Message) -> dict[str, str]:
+    """Response headers keyed by lower-case name."""
+    return {name.lower(): value for name, value in headers.items()}
+
+
 def post(
-    url: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
+    url: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
     method: str = "POST",
 ) -> tuple[int, Mapping[str, str], bytes]:
-    """Send one request; status, headers and body, whatever the status."""
+    """Send one request; status, headers (lower-case names) and body."""
     request = urllib.request.Request(
         url, data=body if method == "POST" else None, method=method
     )
@@ -137,12 +152,12 @@ def post(
         request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, resp.headers, resp.read()
+            return resp.status, lowered(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
+        return exc.code, lowered(exc.headers), exc.read()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(demo: tuple[Path, str, str]) -> Iterator[Server]:
     """The demo's TAM, served by a fresh process."""
     started = Server(demo[0] / "tam")
@@ -157,8 +172,8 @@ def test_http_empty_post(server: Server) -> None:
     status, headers, body = post(server.url)
     assert status == 200 and body
     for name, value in MANDATED.items():
-        assert headers.get(name) == value, name
-    assert "Cache-Control" not in headers
+        assert headers.get(name.lower()) == value, name
+    assert "cache-control" not in headers
 
 
 @pytest.mark.parametrize(

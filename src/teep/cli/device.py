@@ -15,7 +15,7 @@ from teep.device.runtime import Device, DeviceSettings
 from teep.errors import TeepError
 from teep.keys import KeyKind, PublicKey
 from teep.protocol import codec
-from teep.protocol.agent import Dropped, ErrorSent
+from teep.protocol.agent import Dropped, ErrorSent, TAMReported
 from teep.protocol.messages import (
     Error,
     Message,
@@ -131,10 +131,15 @@ def run(folder: Path, tam_uri: str | None) -> None:
         DeviceSettings(tam_uri=tam_uri).save(folder)
     broker = Broker(dev.agent, on_message=_describe)
     outcome = asyncio.run(broker.policy_check(uri))
-    failed = any(isinstance(e, ErrorSent | Dropped) for e in outcome.events)
+    failed = any(
+        isinstance(e, ErrorSent | Dropped | TAMReported) for e in outcome.events
+    )
     for event in outcome.events:
         if isinstance(event, Dropped):
             _say(f"message dropped: {event.reason}")
+        elif isinstance(event, TAMReported):
+            name = codec.error_code_name(event.code)
+            _say(f"the TAM refused this device: {name}: {event.reason}")
     _say(f"session ended after {outcome.round_trips} round trip(s)")
     if failed:
         sys.exit(1)

@@ -116,8 +116,12 @@ _EVENT_TEXT = {
 def _print_event(event: SessionEvent) -> None:
     device = f" [device {event.device.hex()[:12]}]" if event.device else ""
     text = _EVENT_TEXT.get(event.kind, event.kind)
-    console.print(f"{text}{device}: {event.detail}", markup=False)
-    sys.stdout.flush()
+    try:
+        console.print(f"{text}{device}: {event.detail}", markup=False)
+        sys.stdout.flush()
+    except OSError:
+        # Nobody reads the console any more; the TAM keeps serving.
+        pass
 
 
 # -- trust ----------------------------------------------------------------------

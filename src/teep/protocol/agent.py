@@ -73,6 +73,7 @@ __all__ = [
     "Dropped",
     "ErrorSent",
     "QueryAnswered",
+    "TAMReported",
 ]
 
 log = logging.getLogger("teep.agent")
@@ -155,6 +156,16 @@ class ErrorSent:
 
 
 @dataclass(frozen=True)
+class TAMReported:
+    """The TAM reported a problem in an Update (its error channel)."""
+
+    code: ErrCode | int
+    """The err-code the TAM sent."""
+    reason: str
+    """The TAM's err-msg, if any."""
+
+
+@dataclass(frozen=True)
 class Dropped:
     """The input was dropped without an answer."""
 
@@ -162,7 +173,7 @@ class Dropped:
     """Why."""
 
 
-AgentEvent = QueryAnswered | ComponentsChanged | ErrorSent | Dropped
+AgentEvent = QueryAnswered | ComponentsChanged | ErrorSent | TAMReported | Dropped
 
 
 @dataclass
@@ -299,11 +310,13 @@ class Agent:
     def _update(self, update: Update, ctx: _Context) -> AgentResult:
         ctx = _Context(ctx.dialect, ctx.alg, update.token)
         if update.err_code is not None:
-            log.info(
-                "TAM reports %s: %s",
-                codec.error_code_name(update.err_code),
-                update.err_msg,
-            )
+            name = codec.error_code_name(update.err_code)
+            log.info("TAM reports %s: %s", name, update.err_msg)
+            if not update.manifest_list and not update.unneeded_manifest_list:
+                # teep-protocol 5.3: an Update that only reports a problem
+                # needs no answer; a Success would be matched to nothing.
+                report = TAMReported(update.err_code, update.err_msg or "")
+                return AgentResult(None, [report])
         reports: list[bytes] = []
         removed: list[ComponentId] = []
         for manifest_id in update.unneeded_manifest_list or ():
