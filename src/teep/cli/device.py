@@ -11,7 +11,7 @@ import click
 from teep import components
 from teep.cli.common import console, fail, print_table
 from teep.device.broker import Broker
-from teep.device.runtime import Device, DeviceSettings
+from teep.device.runtime import Device
 from teep.errors import TeepError
 from teep.keys import KeyKind, PublicKey
 from teep.protocol import codec
@@ -119,7 +119,9 @@ def pre_rfc(folder: Path, tam_uri: str, disable: bool) -> None:
 @device.command("run")
 @dir_option
 @click.option(
-    "--tam-uri", default=None, help="TAM to contact (default: the one set at init)."
+    "--tam-uri",
+    default=None,
+    help="TAM to contact this time (default: the one set at init).",
 )
 def run(folder: Path, tam_uri: str | None) -> None:
     """Run one session with the TAM (RequestPolicyCheck) and print each step."""
@@ -127,8 +129,6 @@ def run(folder: Path, tam_uri: str | None) -> None:
     uri = tam_uri or dev.settings.tam_uri
     if not uri:
         fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
-    if tam_uri and tam_uri != dev.settings.tam_uri:
-        DeviceSettings(tam_uri=tam_uri).save(folder)
     broker = Broker(dev.agent, on_message=_describe)
     outcome = asyncio.run(broker.policy_check(uri))
     failed = any(
@@ -183,7 +183,7 @@ def _sending(message: Message) -> str:
         return f"QueryResponse sent{evidence}, {held} component(s) held"
     if isinstance(message, Success):
         reports = len(message.suit_reports or ())
-        return f"components verified and installed ({reports} SUIT report(s)); Success sent"
+        return f"Update applied: manifests verified and processed ({reports} SUIT report(s)); Success sent"
     if isinstance(message, Error):
         name = codec.error_code_name(message.err_code)
         return f"Error sent: {name}: {message.err_msg or ''}"

@@ -50,7 +50,11 @@ def tam() -> None:
 @dir_option
 @db_option
 @click.option(
-    "--port", default=8443, show_default=True, help="Port for 'teep tam serve'."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8443,
+    show_default=True,
+    help="Port for 'teep tam serve'.",
 )
 def init(folder: Path, database: str | None, port: int) -> None:
     """Create a TAM: signing keys, settings and database."""
@@ -67,7 +71,10 @@ def init(folder: Path, database: str | None, port: int) -> None:
 @db_option
 @click.option("--host", default=None, help="Address to bind (default from tam.json).")
 @click.option(
-    "--port", type=int, default=None, help="Port to bind; 0 picks a free one."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to bind; 0 picks a free one.",
 )
 def serve(
     folder: Path, database: str | None, host: str | None, port: int | None
