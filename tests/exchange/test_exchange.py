@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from teep.protocol.messages import Error, Message, QueryResponse, Success, Updat
 from teep.protocol.registry import FINAL, PRE_RFC, Dialect, ErrCode
 from teep.protocol.signing import open_signed, peek, sign_message
 from teep.protocol.tam import TAM, TAMConfig
+from teep.suit.builder import build_envelope
+from teep.tam.service import add_component
 
-from .conftest import NAME, URI, Step, World, envelope, trust_signer
+from .conftest import NAME, URI, Step, World, envelope, module, trust_signer
 
 CDDL_DIR = Path(__file__).resolve().parent.parent / "vectors" / "teep" / "cddl"
 GREETING = "Hello from a Trusted Component"
@@ -301,3 +304,28 @@ def test_session_messages_match_cddl(world: World, teep_cddl: object) -> None:
         for root in (rule, "teep-message"):
             result = teep_cddl.validate(payload, root)  # type: ignore[attr-defined]
             assert result.valid, f"{rule}: {result.format()}"
+
+
+def test_new_version_with_same_image_is_sent(world: World) -> None:
+    """A new manifest version is sent even when its image is unchanged: the
+    attested manifest digests tell the versions apart."""
+    world.session()
+    same_image = build_envelope(
+        manifest_component_id=components.manifest_id(NAME),
+        component_id=components.component_id(NAME),
+        payload=module(1),
+        sequence_number=5,
+        signer=world.signer,
+    )
+    add_component(world.store, NAME, same_image, now=time.time())
+    steps = world.session()
+    assert kinds(steps, world)[-2:] == ["Update", "Success"]
+    assert installed(world) == 5
+    assert kinds(world.session(), world) == ["QueryRequest", "QueryResponse"]
+
+
+def test_device_record_follows_success(world: World) -> None:
+    """After a Success the TAM's record of the device's components is current."""
+    world.session()
+    held = world.store.device_manifests(world.device.tee.agent_key.kid)
+    assert [seq for _mid, seq in held] == [1]

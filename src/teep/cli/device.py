@@ -58,6 +58,10 @@ def device() -> None:
 )
 def init(folder: Path, tam_uri: str | None, hwmodel: str, key_type: str) -> None:
     """Create a device with a fresh simulated TEE and its keys."""
+    if tam_uri is not None and not tam_uri.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            "must be an http:// or https:// URI", param_hint="--tam-uri"
+        )
     dev = Device.init(
         folder,
         tam_uri=tam_uri,
@@ -127,6 +131,8 @@ def run(folder: Path, tam_uri: str | None) -> None:
     """Run one session with the TAM (RequestPolicyCheck) and print each step."""
     dev = Device.open(folder)
     uri = tam_uri or dev.settings.tam_uri
+    if uri and not uri.startswith(("http://", "https://")):
+        fail(f"the TAM URI must be an http:// or https:// URI, not {uri!r}")
     if not uri:
         fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
     broker = Broker(dev.agent, on_message=_describe)

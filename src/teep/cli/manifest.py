@@ -29,7 +29,15 @@ def manifest() -> None:
     help="The component (a WebAssembly module, or .wat source compiled here).",
 )
 @click.option(
-    "--sequence", type=int, required=True, help="Sequence number (must grow)."
+    "--sequence",
+    type=click.IntRange(0, 2**63 - 1),
+    required=True,
+    help="Sequence number (must grow with every version).",
+)
+@click.option(
+    "--any-payload",
+    is_flag=True,
+    help="Accept a payload that is not a WebAssembly component (e.g. data).",
 )
 @click.option(
     "--signer",
@@ -38,15 +46,26 @@ def manifest() -> None:
     help="The Trusted Component signer's private key.",
 )
 @click.option("-o", "--output", required=True, help="Where to write the envelope.")
-def create(name: str, payload: Path, sequence: int, signer: Path, output: str) -> None:
+def create(
+    name: str,
+    payload: Path,
+    sequence: int,
+    any_payload: bool,
+    signer: Path,
+    output: str,
+) -> None:
     """Build a signed envelope that installs PAYLOAD as component NAME."""
     data = payload.read_bytes()
     if payload.suffix == ".wat":
         from teep.device.wasm import compile_wat
 
         data = compile_wat(data.decode())
-    if sequence < 0:
-        raise click.BadParameter("must not be negative", param_hint="--sequence")
+    if not any_payload:
+        from teep.device.wasm import validate_module
+
+        # A Trusted Component must run on the device: check it here, not
+        # after every device has installed it.
+        validate_module(data)
     envelope = build_envelope(
         manifest_component_id=components.manifest_id(name),
         component_id=components.component_id(name),

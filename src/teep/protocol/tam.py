@@ -84,6 +84,9 @@ class Appraised:
     """The appraisal status (affirming, warning, contraindicated, none)."""
     reason: str
     """Why, in one line."""
+    manifests: frozenset[bytes] | None = None
+    """SHA-256 digests of the SUIT manifests the verified Evidence lists
+    (None when the Evidence lists none teep can compare)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ class TAMHost(Protocol):
     ) -> Appraised:
         """Appraise the device's Evidence (None when it sent none)."""
 
-    def plan(self, agent_key: PublicKey, response: QueryResponse) -> Plan:
+    def plan(
+        self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
+    ) -> Plan:
         """What the device must install or remove, from policy and its report."""
 
     def finished(
@@ -268,7 +273,7 @@ class TAM:
             )
             events.append(SessionEvent("update", "refused: attestation failed", device))
             return TAMResult(self._sign(update, key, alg), events=events)
-        plan = self.host.plan(key, response)
+        plan = self.host.plan(key, response, verdict)
         if plan.empty:
             events.append(
                 SessionEvent("compliant", "device already meets its policy", device)

@@ -64,16 +64,20 @@ def make_app(
     """Build the aiohttp application serving each TAM at its path."""
     app = web.Application(client_max_size=config.max_body)
     for path, tam in endpoints.items():
-        app.router.add_post(path, _handler(tam, on_event))
+        app.router.add_post(path, _handler(tam, config, on_event))
     return app
 
 
 def _handler(
-    tam: TAM, on_event: Callable[[SessionEvent], None] | None
+    tam: TAM, config: HTTPConfig, on_event: Callable[[SessionEvent], None] | None
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         if not _accepts(request.headers.get("Accept", "")):
             return web.Response(status=406)
+        declared = request.content_length
+        if declared is not None and declared > config.max_body:
+            # Refuse from the header alone, before reading any of the body.
+            return web.Response(status=413)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:

@@ -120,7 +120,12 @@ class TAMService(TAMHost):
             result = self.verifier().appraise(
                 evidence, nonce=nonce, cnf_key=agent_key, now=now
             )
-            verdict = Appraised(result.affirming, result.status.name, result.reason)
+            attested = None
+            if result.claims is not None:
+                attested = frozenset(m.digest for m in result.claims.manifests) or None
+            verdict = Appraised(
+                result.affirming, result.status.name, result.reason, attested
+            )
             if result.affirming and result.claims is not None:
                 self.store.upsert_device(
                     kid,
@@ -145,25 +150,34 @@ class TAMService(TAMHost):
 
     # -- policy ------------------------------------------------------------------
 
-    def plan(self, agent_key: PublicKey, response: QueryResponse) -> Plan:
+    def plan(
+        self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
+    ) -> Plan:
         device = self.store.get_device(agent_key.thumbprint)
         if device is None:
             raise ConfigError("planning for a device that is not enrolled")
         self._note_requests(device, response)
         held = _held_digests(response)
+        holds = _Holdings(held, verdict.manifests or frozenset(), self._versions())
         required = {c.name: c for c in self.store.required_components(device)}
         install = []
         for name, component in sorted(required.items()):
-            cid = _component_id(component)
-            if held.get(cid) != image_digest(component.envelope, cid):
+            if not holds.has(component):
                 install.append((name, component.envelope))
         unneeded = []
         for component in self.store.list_components():
             cid = _component_id(component)
             if component.name not in required and cid in held:
                 unneeded.append(tuple(cbor.loads(component.manifest_component_id)))
-        self._note_manifests(device, held)
+        self._note_manifests(device, holds)
         return Plan(tuple(install), tuple(unneeded))
+
+    def _versions(self) -> dict[ComponentId, set[bytes]]:
+        versions: dict[ComponentId, set[bytes]] = {}
+        for record in self.store.list_components(all_versions=True):
+            digest = hashlib.sha256(record.envelope).digest()
+            versions.setdefault(_component_id(record), set()).add(digest)
+        return versions
 
     def _note_requests(self, device: DeviceRecord, response: QueryResponse) -> None:
         selector = device.kid.hex()
@@ -193,16 +207,12 @@ class TAMService(TAMHost):
                 return record
         return None
 
-    def _note_manifests(
-        self, device: DeviceRecord, held: dict[ComponentId, bytes]
-    ) -> None:
-        manifests = []
-        for component in self.store.list_components(all_versions=True):
-            cid = _component_id(component)
-            if held.get(cid) == image_digest(component.envelope, cid):
-                manifests.append(
-                    (component.manifest_component_id, component.sequence_number)
-                )
+    def _note_manifests(self, device: DeviceRecord, holds: _Holdings) -> None:
+        manifests = [
+            (c.manifest_component_id, c.sequence_number)
+            for c in self.store.list_components(all_versions=True)
+            if holds.has(c)
+        ]
         self.store.set_device_manifests(device.kid, manifests, now=self.clock())
 
     def finished(
@@ -213,17 +223,63 @@ class TAMService(TAMHost):
         now = self.clock()
         for report in message.suit_reports or ():
             self.store.record_suit_report(kid, report=report, ok=ok, now=now)
-        names = ", ".join(session.get("install", [])) or "-"
         if ok:
-            self._event(kid, "update-applied", f"installed {names}")
+            self._applied(kid, session)
         else:
             assert isinstance(message, Error)
             self._event(
                 kid, "update-failed", f"{message.err_code}: {message.err_msg or ''}"
             )
 
+    def _applied(self, kid: bytes, session: dict[str, Any]) -> None:
+        """Bring the device's record up to date after a Success."""
+        installed = [n for n in session.get("install", []) if isinstance(n, str)]
+        removed = {
+            cbor.dumps(m) for m in session.get("unneeded", []) if isinstance(m, list)
+        }
+        held = dict(self.store.device_manifests(kid))
+        for name in installed:
+            record = self.store.get_component(name)
+            if record is not None:
+                held[record.manifest_component_id] = record.sequence_number
+        for manifest in removed:
+            held.pop(manifest, None)
+        self.store.set_device_manifests(kid, list(held.items()), now=self.clock())
+        parts = []
+        if installed:
+            parts.append("installed " + ", ".join(installed))
+        if removed:
+            parts.append(f"removed {len(removed)} manifest(s)")
+        self._event(kid, "update-applied", "; ".join(parts) or "nothing to change")
+
     def _event(self, kid: bytes | None, kind: str, message: str) -> None:
         self.store.record_event(kid, kind=kind, message=message, now=self.clock())
+
+
+@dataclass(frozen=True)
+class _Holdings:
+    """What a device reported holding: image digests from its tc-list and,
+    when its Evidence lists them, the digests of its manifests."""
+
+    images: dict[ComponentId, bytes]
+    """Image digest per component id, from the tc-list."""
+    manifests: frozenset[bytes]
+    """Digests of the manifests the verified Evidence lists."""
+    versions: dict[ComponentId, set[bytes]]
+    """Envelope digests of every catalogued version, per component id."""
+
+    def has(self, record: ComponentRecord) -> bool:
+        """Whether the device holds exactly this version of the component."""
+        digest = hashlib.sha256(record.envelope).digest()
+        if digest in self.manifests:
+            return True
+        cid = _component_id(record)
+        if self.images.get(cid) != image_digest(record.envelope, cid):
+            return False
+        # The image matches; an attested digest of another catalogued version
+        # means the device holds that version (two versions can share an
+        # image).  Agents that list no manifests are judged by the image.
+        return not (self.versions.get(cid, set()) & self.manifests)
 
 
 def add_component(
