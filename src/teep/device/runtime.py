@@ -30,9 +30,9 @@ from teep.device.tee import SimulatedTEE
 from teep.device.wasm import ComponentResult, run_component
 from teep.errors import ConfigError
 from teep.keys import PublicKey
-from teep.protocol.agent import Agent, AgentConfig
+from teep.protocol.agent import Agent, AgentConfig, Attestation
 from teep.protocol.errors import ManifestProcessingFailed
-from teep.protocol.messages import RequestedTC
+from teep.protocol.messages import QueryRequest, RequestedTC
 from teep.suit.errors import SuitError
 from teep.suit.processor import SuitProcessor
 from teep.suit.store import ComponentId
@@ -133,6 +133,10 @@ class Device:
         """Whether the pre-RFC numbering is allowed from ``tam_uri``."""
         allowed = self.tee.get_setting("pre_rfc_tams", [])
         return tam_uri in allowed
+
+    def attestation(self, nonce: bytes, request: QueryRequest) -> Attestation:
+        """EAT Evidence in the TEEP profile for a QueryRequest."""
+        return Attestation(self.evidence(nonce))
 
     def evidence(self, nonce: bytes) -> bytes:
         """EAT Evidence signed by the TEE's attestation key."""

@@ -69,6 +69,7 @@ __all__ = [
     "AgentEvent",
     "AgentHost",
     "AgentResult",
+    "Attestation",
     "ComponentsChanged",
     "Dropped",
     "ErrorSent",
@@ -90,8 +91,9 @@ class AgentHost(Protocol):
     def pre_rfc_enabled(self, tam_uri: str) -> bool:
         """Whether the pre-RFC numbering is accepted from this TAM URI."""
 
-    def evidence(self, nonce: bytes) -> bytes:
-        """Attestation Evidence (an EAT) carrying ``nonce`` as eat_nonce."""
+    def attestation(self, nonce: bytes, request: QueryRequest) -> Attestation:
+        """The attestation payload for a QueryRequest: Evidence (or an
+        Attestation Result) carrying ``nonce`` as eat_nonce."""
 
     def tc_list(self) -> list[dict[Any, Any]]:
         """system-property-claims of each installed Trusted Component."""
@@ -113,6 +115,16 @@ class AgentHost(Protocol):
 
         :raises ManifestProcessingFailed: with the report, if it fails.
         """
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """An attestation payload and its media type."""
+
+    payload: bytes
+    """Evidence or an Attestation Result, possibly encrypted to the TAM."""
+    payload_format: str | None = None
+    """attestation-payload-format; None means the TEEP EAT profile."""
 
 
 @dataclass(frozen=True)
@@ -269,19 +281,22 @@ class Agent:
         return AgentResult(reply, [QueryAnswered(ctx.dialect.name, attested)])
 
     def _build_response(self, request: QueryRequest, wants: DataItem) -> QueryResponse:
-        evidence = None
+        attestation = None
         if wants & DataItem.ATTESTATION:
             nonce = request.challenge or request.token
             if nonce is None:
                 raise MalformedMessage(
                     "attestation requested without a challenge or token"
                 )
-            evidence = self.host.evidence(nonce)
+            attestation = self.host.attestation(nonce, request)
         requested = tuple(self.host.requested_tcs()) or None
         unneeded = tuple(self.host.unneeded_manifests()) or None
         return QueryResponse(
             token=request.token,
-            attestation_payload=evidence,
+            attestation_payload=attestation.payload if attestation else None,
+            attestation_payload_format=attestation.payload_format
+            if attestation
+            else None,
             # teep-protocol 18 P8: an empty list where the draft demands one.
             tc_list=tuple(self.host.tc_list())
             if wants & DataItem.TRUSTED_COMPONENTS

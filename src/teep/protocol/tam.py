@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from teep import cbor, cose
+from teep import cbor
 from teep.errors import DecodeError, VerifyError
 from teep.keys import COSEAlgorithm, PrivateKey, PublicKey
 from teep.protocol import codec
@@ -121,10 +121,19 @@ class TAMHost(Protocol):
     def enrollment_key(self, response: QueryResponse, kid: bytes) -> PublicKey | None:
         """A not-yet-enrolled Agent key the response's Evidence vouches for."""
 
+    def session_nonce(self, payload: bytes, payload_format: str | None) -> bytes | None:
+        """The eat_nonce an attestation payload carries, read before it is
+        appraised, to find the session (None if it cannot be read)."""
+
     def appraise(
-        self, evidence: bytes | None, nonce: bytes, agent_key: PublicKey
+        self,
+        payload: bytes | None,
+        payload_format: str | None,
+        nonce: bytes,
+        agent_key: PublicKey,
     ) -> Appraised:
-        """Appraise the device's Evidence (None when it sent none)."""
+        """Appraise the device's attestation payload (None when it sent none):
+        Evidence goes to a Verifier, an Attestation Result is checked."""
 
     def plan(
         self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
@@ -254,7 +263,11 @@ class TAM:
         enrolling: bool,
     ) -> TAMResult:
         device = key.thumbprint
-        nonce = _evidence_nonce(response)
+        nonce = None
+        if response.attestation_payload is not None:
+            nonce = self.host.session_nonce(
+                response.attestation_payload, response.attestation_payload_format
+            )
         if nonce is None:
             raise MalformedMessage("the QueryResponse carries no Evidence")
         # teep-protocol 18 P3: the signature was checked above, so consuming
@@ -262,7 +275,12 @@ class TAM:
         if self.host.consume(nonce, CHALLENGE) is None:
             raise MalformedMessage("unknown, expired or already used challenge")
         events = [SessionEvent("query-response", f"signed with {alg.name}", device)]
-        verdict = self.host.appraise(response.attestation_payload, nonce, key)
+        verdict = self.host.appraise(
+            response.attestation_payload,
+            response.attestation_payload_format,
+            nonce,
+            key,
+        )
         events.append(
             SessionEvent("appraisal", f"{verdict.status}: {verdict.reason}", device)
         )
@@ -335,25 +353,6 @@ def _kind_of(alg: int) -> Any:
         return ALG_KINDS.get(COSEAlgorithm(alg))
     except ValueError:
         return None
-
-
-def _evidence_nonce(response: QueryResponse) -> bytes | None:
-    """The eat_nonce of the Evidence, read before appraisal to find the session.
-
-    Nothing read here is trusted: the Verifier checks the same nonce against
-    the challenge this returns, under the Evidence's signature.
-    """
-    if response.attestation_payload is None:
-        return None
-    try:
-        token = cose.parse(response.attestation_payload)
-        if token.payload is None:
-            return None
-        claims = cbor.loads(token.payload, tags=frozenset())
-    except DecodeError:
-        return None
-    nonce = claims.get(EAT_NONCE) if isinstance(claims, dict) else None
-    return nonce if isinstance(nonce, bytes) else None
 
 
 def ordered_keys(keys: Sequence[PrivateKey]) -> tuple[PrivateKey, ...]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from teep import cbor, components
+from teep import cbor, components, cose
 from teep.attestation.verifier import Endorsement, ReferenceValues, Verifier
 from teep.errors import ConfigError, TeepError
 from teep.keys import PublicKey
@@ -39,6 +39,8 @@ __all__ = ["TAMService", "add_component", "image_digest"]
 log = logging.getLogger("teep.tam")
 
 SHA256 = -16
+EAT_NONCE = 10
+CNF = 8
 
 
 @dataclass
@@ -109,8 +111,19 @@ class TAMService(TAMHost):
             )
         return Verifier(endorsements, [ReferenceValues()])
 
+    def session_nonce(self, payload: bytes, payload_format: str | None) -> bytes | None:
+        """The eat_nonce of an EAT, read without verification (the Verifier
+        checks the same nonce under the signature)."""
+        claims = _unverified_claims(payload)
+        nonce = claims.get(EAT_NONCE) if claims is not None else None
+        return nonce if isinstance(nonce, bytes) else None
+
     def appraise(
-        self, evidence: bytes | None, nonce: bytes, agent_key: PublicKey
+        self,
+        evidence: bytes | None,
+        payload_format: str | None,
+        nonce: bytes,
+        agent_key: PublicKey,
     ) -> Appraised:
         now = self.clock()
         kid = agent_key.thumbprint
@@ -375,18 +388,28 @@ def _held_digests(response: QueryResponse) -> dict[ComponentId, bytes]:
     return held
 
 
+def _unverified_claims(token: bytes) -> dict[Any, Any] | None:
+    """The claims map inside a COSE_Sign1 CWT, without verification."""
+    try:
+        parsed = cose.parse(token)
+        if parsed.payload is None:
+            return None
+        claims = cbor.loads(parsed.payload, tags=frozenset())
+    except TeepError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def _cnf_key(evidence: bytes) -> PublicKey | None:
     """The COSE_Key in an Evidence's cnf claim, read without verification."""
-    try:
-        token = cbor.loads(evidence)
-        body = token.value if isinstance(token, cbor.CBORTag) else token
-        claims = cbor.loads(body[2])
-        cnf = claims.get(8) if isinstance(claims, dict) else None
-        if isinstance(cnf, dict) and isinstance(cnf.get(1), dict):
-            return PublicKey.from_cose_key(cnf[1])
-    except (TeepError, IndexError, TypeError, AttributeError):
+    claims = _unverified_claims(evidence)
+    cnf = claims.get(CNF) if claims is not None else None
+    if not isinstance(cnf, dict) or not isinstance(cnf.get(1), dict):
         return None
-    return None
+    try:
+        return PublicKey.from_cose_key(cnf[1])
+    except TeepError:
+        return None
 
 
 def payload_digest(payload: bytes) -> bytes:
