@@ -81,13 +81,35 @@ def loads(
     if not data:
         raise CBORDecodeError("empty input")
     allowed = frozenset(tags)
+    value = _decode_or_missing(data)
+    if value is not _MISSING:
+        _check_types(value, allowed, limits)
+        if _reencodes_to(value, data):
+            # Preferred, definite and free of duplicate keys: re-encoding
+            # gives back the very same bytes, so the structural scan (the slow
+            # part) has nothing left to find.
+            return value
     _Scanner(data, limits, allowed).scan_all()
-    try:
-        value = cbor2.loads(data)
-    except Exception as exc:  # cbor2 leaks several exception types
-        raise CBORDecodeError(f"malformed CBOR: {exc}") from None
-    _check_types(value, allowed, limits.max_items)
+    if value is _MISSING:
+        raise CBORDecodeError("malformed CBOR")
     return value
+
+
+_MISSING = object()
+
+
+def _decode_or_missing(data: bytes) -> Any:
+    try:
+        return cbor2.loads(data)
+    except Exception:  # cbor2 leaks several exception types
+        return _MISSING
+
+
+def _reencodes_to(value: Any, data: bytes) -> bool:
+    try:
+        return bool(cbor2.dumps(value) == data)
+    except Exception:
+        return False
 
 
 def dumps(value: Any) -> bytes:
@@ -225,27 +247,29 @@ class _Scanner:
 _PLAIN = (int, bytes, str, bool, float, type(None))
 
 
-def _check_types(value: Any, tags: frozenset[int], budget: int) -> None:
-    stack = [value]
+def _check_types(value: Any, tags: frozenset[int], limits: CBORLimits) -> None:
+    stack = [(value, 0)]
     seen = 0
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         seen += 1
-        if seen > budget:
-            raise CBORDecodeError("too many data items after decoding")
+        if seen > limits.max_items:
+            raise CBORDecodeError("too many data items")
         if isinstance(item, _PLAIN):
             continue
+        if depth >= limits.max_depth:
+            raise CBORDecodeError("nesting too deep")
         if isinstance(item, list):
-            stack.extend(item)
+            stack.extend((v, depth + 1) for v in item)
         elif isinstance(item, dict):
             for key, val in item.items():
                 if not isinstance(key, int | bytes | str | bool | type(None)):
                     raise CBORDecodeError("map key of a disallowed type")
-                stack.append(val)
+                stack.append((val, depth + 1))
         elif isinstance(item, cbor2.CBORTag):
             if item.tag not in tags:
                 raise CBORDecodeError(f"CBOR tag {item.tag} is not allowed here")
-            stack.append(item.value)
+            stack.append((item.value, depth + 1))
         else:
             raise CBORDecodeError(f"disallowed CBOR item ({type(item).__name__})")
 

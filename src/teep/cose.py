@@ -18,6 +18,7 @@ Verification raises; it never returns a bool.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,30 +135,43 @@ def sign1(
     :raises ValueError: if ``alg`` does not fit the key.
     """
     alg = _check_alg(key, alg)
-    ctx = cwt.COSE.new(alg_auto_inclusion=False, kid_auto_inclusion=False)
-    encoded = ctx.encode(
-        payload,
-        _cwt_private(key, alg),
-        protected={1: int(alg)},
-        unprotected={4: key.kid},
+    # The structure is built here and only the signature is left to cwt:
+    # cwt's own encoder re-validates and re-encodes everything per call.
+    protected = _alg_header(alg)
+    signature = _cwt_private(key, alg).sign(_sig_structure1(protected, payload))
+    # 18([protected, {4: kid}, payload / nil, signature]), written directly:
+    # the generic encoder costs as much as a signature on small messages.
+    return b"".join(
+        (
+            b"\xd2\x84",
+            _bstr(protected),
+            b"\xa1\x04",
+            _bstr(key.kid),
+            b"\xf6" if detached else _bstr(payload),
+            _bstr(signature),
+        )
     )
-    if not detached:
-        return bytes(encoded)
-    tagged = cbor.loads(bytes(encoded))
-    tagged.value[2] = None
-    return cbor.dumps(tagged)
 
 
-def sign(payload: bytes, keys: Sequence[PrivateKey]) -> bytes:
+def sign(
+    payload: bytes,
+    keys: Sequence[PrivateKey],
+    *,
+    algs: Sequence[COSEAlgorithm] | None = None,
+) -> bytes:
     """Sign ``payload`` as a tagged COSE_Sign with one signature per key.
 
-    :raises ValueError: if ``keys`` is empty.
+    :param algs: the algorithm of each signature, in the order of ``keys``;
+        defaults to each key kind's fully specified algorithm.
+    :raises ValueError: if ``keys`` is empty, or ``algs`` does not fit them.
     """
     if not keys:
         raise ValueError("COSE_Sign needs at least one key")
+    if algs is not None and len(algs) != len(keys):
+        raise ValueError("one algorithm per key is needed")
     signers = []
-    for key in keys:
-        alg = key.kind.default_alg
+    for index, key in enumerate(keys):
+        alg = _check_alg(key, None if algs is None else algs[index])
         signers.append(
             cwt.Signer.new(
                 cose_key=_cwt_private(key, alg),
@@ -227,6 +241,8 @@ def verify(
         raise VerifyError("the payload is detached and was not supplied")
     accepted = frozenset(algs)
     candidates = list(keys)
+    if message.tag is COSETag.COSE_Sign1:
+        return _verify1(message, candidates, accepted, detached_payload)
     ctx = cwt.COSE.new()
     tried = False
     for sig in message.signatures:
@@ -247,6 +263,65 @@ def verify(
     if not tried:
         names = ", ".join(_alg_name(s.alg) for s in message.signatures)
         raise VerifyError(f"no trusted key for the message's algorithm(s): {names}")
+    raise VerifyError("signature does not verify under any trusted key")
+
+
+def _sig_structure1(protected: bytes, payload: bytes) -> bytes:
+    # RFC 9052 section 4.4: ["Signature1", protected, external_aad = h'',
+    # payload], in preferred serialization.
+    return b"".join((_SIGNATURE1_HEAD, _bstr(protected), b"\x40", _bstr(payload)))
+
+
+_SIGNATURE1_HEAD = b"\x84\x6aSignature1"
+
+
+def _bstr(value: bytes) -> bytes:
+    """A CBOR byte string with its shortest head (RFC 8949 4.2.1)."""
+    size = len(value)
+    if size < 24:
+        head = bytes((0x40 | size,))
+    elif size < 0x100:
+        head = bytes((0x58, size))
+    elif size < 0x10000:
+        head = b"\x59" + size.to_bytes(2, "big")
+    elif size < 0x100000000:
+        head = b"\x5a" + size.to_bytes(4, "big")
+    else:
+        head = b"\x5b" + size.to_bytes(8, "big")
+    return head + value
+
+
+@functools.lru_cache(maxsize=16)
+def _alg_header(alg: COSEAlgorithm) -> bytes:
+    return cbor.dumps({int(COSEHeader.alg): int(alg)})
+
+
+def _verify1(
+    message: COSEMessage,
+    keys: list[PublicKey],
+    accepted: frozenset[COSEAlgorithm],
+    detached_payload: bytes | None,
+) -> Verified:
+    """Verify a COSE_Sign1 over its original bytes (nothing is re-encoded
+    but the Sig_structure, built from the received protected header)."""
+    sig = message.signatures[0]
+    if sig.alg not in accepted:
+        raise VerifyError(f"no trusted key for the algorithm {_alg_name(sig.alg)}")
+    protected, _unprotected, attached, signature = message.value.value
+    payload = attached if attached is not None else detached_payload
+    assert payload is not None  # verify() refused a missing payload
+    to_be_signed = _sig_structure1(protected, payload)
+    usable = _ordered(keys, sig)
+    if not usable:
+        raise VerifyError(f"no trusted key for the algorithm {_alg_name(sig.alg)}")
+    for key in usable:
+        try:
+            _cwt_public(key, sig.alg, sig.kid).verify(to_be_signed, signature)
+        except cwt.VerifyError:
+            continue
+        except Exception as exc:
+            raise COSEDecodeError(f"malformed COSE_Sign1: {exc}") from None
+        return Verified(bytes(payload), sig.alg, key, message)
     raise VerifyError("signature does not verify under any trusted key")
 
 

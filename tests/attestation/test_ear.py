@@ -225,3 +225,37 @@ def test_not_a_token() -> None:
     """Bytes that are not a COSE_Sign1 are refused as undecodable."""
     with pytest.raises(EvidenceDecodeError):
         check(b"\xa0")
+
+
+def test_inspect_tells_ear_from_eat() -> None:
+    """inspect_token names an EAR and Evidence apart and verifies with a key."""
+    from teep.attestation.inspect import claim_name, inspect_token
+
+    ear = make_ear(appraisal(), VERIFIER_KEY, now=NOW)
+    view = inspect_token(ear, [VERIFIER_KEY.public])
+    assert view.kind == "EAR" and view.signer is not None
+    assert claim_name(1000) == "ear_status" and claim_name(256) == "ueid"
+    evidence = make_evidence(good_claims(), ATTESTATION_KEY)
+    assert inspect_token(evidence).kind == "EAT"
+    with pytest.raises(SignatureError):
+        inspect_token(evidence, [VERIFIER_KEY.public])
+
+
+def test_appraisal_of_result_keeps_reason_and_claims() -> None:
+    """An EAR read back gives the Verifier's reason, status and TEEP claims."""
+    from teep.attestation.ear import appraisal_of
+
+    original = appraisal()
+    back = appraisal_of(check(make_ear(original, VERIFIER_KEY, now=NOW)))
+    assert back.status is TrustTier.affirming
+    assert back.reason == original.reason
+    assert back.claims is not None and back.claims.ueid == UEID
+    assert back.cnf_kid == AGENT_KEY.kid
+
+
+def test_cnf_override_carries_cose_key() -> None:
+    """make_ear can carry the Evidence's whole COSE_Key in cnf; the binding
+    is still checked on its thumbprint."""
+    cnf = {1: AGENT_KEY.public.cose_key()}
+    result = check(make_ear(appraisal(), VERIFIER_KEY, now=NOW, cnf=cnf))
+    assert result.cnf_kid == AGENT_KEY.kid

@@ -6,6 +6,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -127,6 +128,33 @@ def test_stream_trailing_data_and_wrong_label(sealer: Sealer) -> None:
         _open(sealer, sealed + b"\x00")
     with pytest.raises(SealError):
         b"".join(sealer.unseal_stream(io.BytesIO(sealed), label=b"other"))
+
+
+def test_stream_irregular_chunks(sealer: Sealer) -> None:
+    """Chunks of any sizes, bytes or bytearray, are cut into the same records."""
+    data = os.urandom(3 * CHUNK_SIZE + 77)
+    cuts = [0, 5, CHUNK_SIZE - 3, CHUNK_SIZE + 9, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE + 1]
+    ends = [*cuts[1:], len(data)]
+    pieces = [data[a:b] for a, b in zip(cuts, ends, strict=True)]
+    pieces[1] = cast(bytes, bytearray(pieces[1]))  # a caller's mutable buffer
+    sealed = _stream(sealer, pieces)
+    assert _open(sealer, sealed) == data
+    assert len(sealed) == len(_stream(sealer, [data]))
+
+
+def test_stream_id_chosen_and_demanded(sealer: Sealer) -> None:
+    """A stream sealed under a given id opens only when that id is expected."""
+    wanted, other = os.urandom(16), os.urandom(16)
+    out = io.BytesIO()
+    sealer.seal_stream([b"abc"], out, label=LABEL, stream_id=wanted)
+    sealed = out.getvalue()
+    assert sealed[1:17] == wanted
+    opened = sealer.unseal_stream(io.BytesIO(sealed), label=LABEL, stream_id=wanted)
+    assert b"".join(opened) == b"abc"
+    with pytest.raises(SealError):
+        b"".join(sealer.unseal_stream(io.BytesIO(sealed), label=LABEL, stream_id=other))
+    with pytest.raises(SealError):
+        sealer.seal_stream([b"abc"], io.BytesIO(), label=LABEL, stream_id=b"short")
 
 
 def test_atomic_write(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -186,16 +187,52 @@ def test_other_process_commit_is_seen(tee: SimulatedTEE) -> None:
     assert first.read(HELLO) == b"from elsewhere"
 
 
+def _blob(tee: SimulatedTEE, component: tuple[bytes, ...]) -> Path:
+    stream = tee.components._current().components[component]
+    return tee.path / "components" / "blobs" / sealed_store._blob_name(stream)
+
+
+def test_blob_named_by_its_stream_id(tee: SimulatedTEE) -> None:
+    """Each blob file is named by the random 128-bit stream id in its header."""
+    _install(tee.components, b"content")
+    for name in _files(tee):
+        sealed = (tee.path / "components" / "blobs" / name).read_bytes()
+        assert name == sealed[1:17].hex() + ".blob"
+
+
 def test_swapped_blob_refused(tee: SimulatedTEE) -> None:
-    """A component file overwritten with another sealed file is refused."""
+    """A component file overwritten with another component's file is refused."""
     with tee.components.transaction() as txn:
         txn.write(HELLO, [b"hello"])
         txn.write(OTHER, [b"other"])
-    names = tee.components._current().components
-    blobs = tee.path / "components" / "blobs"
-    (blobs / names[HELLO]).write_bytes((blobs / names[OTHER]).read_bytes())
+    _blob(tee, HELLO).write_bytes(_blob(tee, OTHER).read_bytes())
     with pytest.raises(SealError):
         tee.components.read(HELLO)
+
+
+def test_old_version_put_back_refused(tee: SimulatedTEE) -> None:
+    """An older sealed version of the same component, put in place of the
+    current one, is refused: the index names the current stream id."""
+    _install(tee.components, b"version one")
+    old = _blob(tee, HELLO).read_bytes()
+    _install(tee.components, b"version two", seq=2)
+    _blob(tee, HELLO).write_bytes(old)
+    with pytest.raises(SealError):
+        tee.components.read(HELLO)
+
+
+def test_truncated_or_reordered_blob_refused(tee: SimulatedTEE) -> None:
+    """A component file cut short or with records reordered is refused."""
+    with tee.components.transaction() as txn:
+        txn.write(HELLO, [os.urandom(2 * CHUNK_SIZE)])
+    path = _blob(tee, HELLO)
+    sealed = path.read_bytes()
+    header, record = 17, 1 + 12 + 4 + CHUNK_SIZE + 16
+    first, second = sealed[header : header + record], sealed[header + record :]
+    for bad in (sealed[: header + record], sealed[:header] + second + first):
+        path.write_bytes(bad)
+        with pytest.raises(SealError):
+            tee.components.read(HELLO)
 
 
 def test_renamed_blob_label_mismatch(tee: SimulatedTEE) -> None:
@@ -203,9 +240,31 @@ def test_renamed_blob_label_mismatch(tee: SimulatedTEE) -> None:
     with tee.components.transaction() as txn:
         txn.write(HELLO, [b"hello"])
         txn.write(OTHER, [b"other"])
-    other_blob = tee.components._current().components[OTHER]
+    other_stream = tee.components._current().components[OTHER]
     with pytest.raises(SealError):
-        tee.components._read_blob(other_blob, sealed_store._component_label(HELLO))
+        tee.components._read_blob(other_stream, sealed_store._component_label(HELLO))
+
+
+def test_unknown_index_version_refused(tee: SimulatedTEE) -> None:
+    """A component index of another version makes opening the TEE fail
+    with a StoreError that says so."""
+    _install(tee.components, b"content")
+    index = tee.components._index_file
+    index.save({**index.load(None), "format": 1})
+    with pytest.raises(StoreError, match="version 1"):
+        SimulatedTEE.open(tee.path)
+
+
+def test_failed_write_leaves_no_file(tee: SimulatedTEE) -> None:
+    """Content that fails while being written leaves no blob behind."""
+
+    def failing() -> Iterator[bytes]:
+        yield b"start"
+        raise RuntimeError("fetch failed")
+
+    with pytest.raises(RuntimeError), tee.components.transaction() as txn:
+        txn.write(HELLO, failing())
+    assert _files(tee) == set()
 
 
 def test_installed_demo_component_runs(tee: SimulatedTEE) -> None:
@@ -216,3 +275,21 @@ def test_installed_demo_component_runs(tee: SimulatedTEE) -> None:
     assert wasm is not None
     result = run_component(wasm, stdin=b"from the test")
     assert result.stdout.endswith(b"stdin: from the test\n")
+
+
+def test_disk_full_while_writing(
+    tee: SimulatedTEE, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing on disk is a StoreError; the old state and files stay."""
+    _install(tee.components, b"old")
+    files = _files(tee)
+
+    def no_space(fd: int, buffers: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", no_space)
+    with pytest.raises(StoreError, match="No space left"):
+        _install(tee.components, os.urandom(3 * CHUNK_SIZE), seq=2)
+    monkeypatch.undo()
+    assert tee.components.read(HELLO) == b"old"
+    assert _files(tee) == files

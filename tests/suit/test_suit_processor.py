@@ -247,21 +247,3 @@ def test_report_vectors(name: str) -> None:
     if name.endswith("sign1"):
         return
     assert decode_report(data).encode() == data
-
-
-def test_teep_personalization_needs_encryption() -> None:
-    """The personalization example runs its dependency, then stops at the
-    encrypted write with a typed unsupported error (encryption comes later)."""
-    store = MemoryComponentStore()
-
-    def fetch(uri: str) -> list[bytes]:
-        if uri.endswith(".suit"):
-            return [hexfile("teep-suit_uri")]
-        return [b"Hello, Secure World!"]
-
-    proc = SuitProcessor(store, [example_key()], fetch)
-    with pytest.raises(SuitError) as info:
-        proc.install(hexfile("teep-suit_personalization"))
-    assert info.value.reason is SuitReportReason.parameter_unsupported
-    assert "encryption-info" in str(info.value)
-    assert store.manifests() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from teep.keys import PublicKey
+from teep.keys import PrivateKey, PublicKey
 
 ROOT = Path(__file__).resolve().parent.parent / "vectors" / "suit"
 
@@ -42,3 +42,24 @@ ENVELOPE_CDDL = (
     "cose-stub-NOT-RFC9052.cddl",
 )
 REPORT_CDDL = (*ENVELOPE_CDDL, "report.cddl", "mti.cddl")
+
+
+LIBCSUIT = ROOT / "libcsuit"
+"""libcsuit's test files (see the README next to the vectors)."""
+KEK = b"a" * 16
+"""The firmware-encryption drafts' AES-KW KEK (kid 'kid-1')."""
+
+
+def encryption_hex(name: str) -> bytes:
+    """The bytes of ``ROOT/encryption/name.hex``."""
+    return bytes.fromhex((ROOT / "encryption" / f"{name}.hex").read_text().strip())
+
+
+def device_kek() -> PrivateKey:
+    """The ECDH-ES recipient key of the firmware-encryption and TEEP drafts."""
+    return PrivateKey.load(ROOT / "keys" / "fwenc-kid2-p256-private.pem")
+
+
+def libcsuit_key() -> PublicKey:
+    """libcsuit's trust anchor (signs its .suit files)."""
+    return PublicKey.load(LIBCSUIT / "key" / "trust_anchor_secp256r1_pub.pem")

@@ -21,10 +21,12 @@ from typing import Any
 import teep
 from teep import cbor, cose
 from teep.attestation.ar4si import TrustClaim, TrustTier, status_of, tier_of
-from teep.attestation.claims import EATClaim, check_claims_set
+from teep.attestation.claims import EATClaim, EATClaims, check_claims_set
 from teep.attestation.errors import (
     AlgorithmError,
+    ClaimsError,
     CnfMismatchError,
+    EvidenceError,
     ExpiredError,
     InvalidClaimError,
     MissingClaimError,
@@ -47,6 +49,7 @@ __all__ = [
     "EARAppraisal",
     "EARClaim",
     "VerifierID",
+    "appraisal_of",
     "make_ear",
     "verify_ear",
 ]
@@ -82,6 +85,8 @@ class EARClaim(enum.IntEnum):
     ear_appraisal_policy_ids = 1003
     ear_verifier_id = 1004
     ear_teep_claims = 65000
+    teep_appraisal_reason = -70100
+    """teep's private claim: the Verifier's reason, one line of text."""
 
 
 class _VerifierIDLabel(enum.IntEnum):
@@ -116,6 +121,8 @@ class EARAppraisal:
     """The appraisal policies applied, in order."""
     teep_claims: Mapping[int, Any]
     """The ``ear_teep_claims`` extension (EAT claim key -> value)."""
+    reason: str | None = None
+    """The Verifier's reason (teep's private claim), if given."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ def make_ear(
     nonce: bytes | None = _UNSET,
     policy_ids: Iterable[str] = (),
     raw_evidence: bytes | None = None,
+    cnf: Mapping[int, Any] | None = None,
 ) -> bytes:
     """Sign an appraisal as an EAR (COSE_Sign1 CWT, tagged).
 
@@ -170,6 +178,9 @@ def make_ear(
         Evidence nonce of the appraisal.
     :param policy_ids: the policies applied, for ``ear_appraisal_policy_ids``.
     :param raw_evidence: include the Evidence bytes (off by default: privacy).
+    :param cnf: the ``cnf`` claim to write; defaults to ``{3: kid}`` with the
+        appraisal's ``cnf_kid``.  A Verifier passes the Evidence's own
+        ``cnf`` (a whole COSE_Key) so a TAM can enroll the key it names.
     :raises ValueError: if the key cannot sign.
     """
     top_nonce = appraisal.nonce if nonce is _UNSET else nonce
@@ -187,7 +198,9 @@ def make_ear(
         claims[EATClaim.exp] = int(now + validity)
     if top_nonce is not None:
         claims[EATClaim.eat_nonce] = top_nonce
-    if appraisal.cnf_kid is not None:
+    if cnf is not None:
+        claims[EATClaim.cnf] = dict(cnf)
+    elif appraisal.cnf_kid is not None:
         claims[EATClaim.cnf] = {3: appraisal.cnf_kid}
     if raw_evidence is not None:
         claims[EARClaim.ear_raw_evidence] = raw_evidence
@@ -205,6 +218,8 @@ def _submod(appraisal: Appraisal, policy_ids: tuple[str, ...]) -> dict[int, Any]
         submod[EARClaim.ear_appraisal_policy_ids] = list(policy_ids)
     if appraisal.nonce is not None:
         submod[EATClaim.eat_nonce] = appraisal.nonce
+    if appraisal.reason:
+        submod[EARClaim.teep_appraisal_reason] = appraisal.reason
     if appraisal.claims is not None:
         evidence = appraisal.claims.to_map()
         teep_claims = {int(c): evidence[c] for c in _TEEP_CLAIMS if c in evidence}
@@ -336,8 +351,14 @@ def _appraisal(name: str, value: Any) -> EARAppraisal:
         raise InvalidClaimError(f"{name}: ear_teep_claims must be a map")
     check_claims_set(teep_claims)
     nonce = value.get(EATClaim.eat_nonce)
+    reason = value.get(EARClaim.teep_appraisal_reason)
     return EARAppraisal(
-        status, vector, nonce, tuple(policies), MappingProxyType(dict(teep_claims))
+        status,
+        vector,
+        nonce,
+        tuple(policies),
+        MappingProxyType(dict(teep_claims)),
+        reason if isinstance(reason, str) else None,
     )
 
 
@@ -387,3 +408,32 @@ def _check_fresh(
         raise ExpiredError(f"issued {now - result.iat:.0f} s ago (max {max_age:.0f})")
     if result.exp is not None and result.exp + leeway < now:
         raise ExpiredError(f"expired {now - result.exp:.0f} s ago")
+
+
+def appraisal_of(result: AttestationResult) -> Appraisal:
+    """The appraisal a verified EAR reports, in the built-in Verifier's terms.
+
+    The status is the result's overall one; the vector, nonce and reason are
+    those of the submodule that decides it.  The claims are rebuilt from
+    ``ear_teep_claims`` and ``cnf`` when they form a TEEP-profile claims set
+    (a refused appraisal usually carries none).
+    """
+    worst = max(result.submods.values(), key=lambda a: a.status)
+    claims = None
+    if result.cnf_kid is not None and worst.teep_claims:
+        teep_claims = {**worst.teep_claims, int(EATClaim.cnf): {3: result.cnf_kid}}
+        try:
+            claims = EATClaims.from_map(teep_claims)
+        except ClaimsError:
+            claims = None
+    reason = worst.reason or f"the Verifier found {result.status.name}"
+    return Appraisal(
+        result.status,
+        worst.trust_vector,
+        reason,
+        claims,
+        None,
+        result.cnf_kid,
+        worst.nonce,
+        None if result.affirming else EvidenceError,
+    )

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 from teep import cose
 from teep.attestation.ar4si import TrustClaim, TrustTier, TrustValue, status_of
@@ -57,6 +58,7 @@ from teep.keys import COSEAlgorithm, PublicKey
 __all__ = [
     "ACCEPTED_ALGS",
     "Appraisal",
+    "AttestationVerifier",
     "Endorsement",
     "ReferenceValues",
     "VerifiedEvidence",
@@ -184,6 +186,33 @@ class Appraisal:
     def affirming(self) -> bool:
         """Whether the Evidence passed the appraisal policy."""
         return self.status is TrustTier.affirming
+
+
+class AttestationVerifier(Protocol):
+    """What a Relying Party needs from a Verifier, wherever it runs.
+
+    The built-in :class:`Verifier` and :class:`teep.verifier.client.VerifierClient`
+    (a remote ``teep verifier serve`` or a Veraison-style service) both
+    satisfy it.
+    """
+
+    def appraise(
+        self,
+        evidence: bytes,
+        *,
+        nonce: bytes | None,
+        cnf_key: PublicKey | None,
+        now: float,
+    ) -> Appraisal:
+        """Appraise Evidence; a refusal is an appraisal, never an exception.
+
+        :param evidence: the attestation payload, as the Attester sent it.
+        :param nonce: the challenge issued, or None (timestamp freshness).
+        :param cnf_key: the key that signed the TEEP message carrying the
+            Evidence; the result must be bound to it.  None skips the check.
+        :param now: the current time, seconds since the epoch.
+        """
+        ...
 
 
 @dataclass

@@ -9,7 +9,10 @@ from pathlib import Path
 import click
 
 from teep import components
+from teep.attestation.encryption import is_encrypted
+from teep.attestation.relying_party import is_result_format
 from teep.cli.common import console, fail, print_table
+from teep.device import tam_trust
 from teep.device.broker import Broker
 from teep.device.runtime import Device
 from teep.errors import TeepError
@@ -26,6 +29,7 @@ from teep.protocol.messages import (
 )
 from teep.protocol.registry import FINAL
 from teep.protocol.signing import peek
+from teep.tam.attester import TAM_HWMODEL, TAM_OEMID
 
 DEFAULT_DIR = "teep-device"
 
@@ -120,6 +124,82 @@ def pre_rfc(folder: Path, tam_uri: str, disable: bool) -> None:
     console.print(f"pre-RFC numbering {state} for {tam_uri}")
 
 
+@device.command("kek")
+@dir_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the PEM here instead of to standard output.",
+)
+def kek(folder: Path, output: Path | None) -> None:
+    """Export the device's public key-agreement key (P-256, PEM), the
+    recipient key for payloads encrypted for this device."""
+    pem = Device.open(folder).tee.kek.public.to_pem()
+    if output is None:
+        sys.stdout.write(pem.decode("ascii"))
+        return
+    try:
+        output.write_bytes(pem)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    console.print(f"payload recipient key written to {output}")
+
+
+@device.command("require-tam-attestation")
+@dir_option
+@click.option("--off", is_flag=True, help="Stop requiring it.")
+def require_tam_attestation(folder: Path, off: bool) -> None:
+    """Answer a TAM only once it has sent trusted attestation Evidence."""
+    dev = Device.open(folder)
+    dev.tee.set_setting(tam_trust.REQUIRE_SETTING, None if off else True)
+    console.print(f"TAM attestation {'not ' if off else ''}required")
+
+
+@device.command("trust-tam-attestation")
+@dir_option
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--hwmodel",
+    default=TAM_HWMODEL.decode(),
+    show_default=True,
+    help="The TAM class the key attests.",
+)
+@click.option(
+    "--oemid",
+    default=TAM_OEMID.hex(),
+    show_default=True,
+    help="The manufacturer id its Evidence names (hex).",
+)
+def trust_tam_attestation(
+    folder: Path, keyfile: Path, hwmodel: str, oemid: str
+) -> None:
+    """Trust KEYFILE's key to sign TAM attestation Evidence."""
+    try:
+        oem = bytes.fromhex(oemid)
+    except ValueError:
+        fail(f"--oemid must be hex, not {oemid!r}")
+    key = PublicKey.load(keyfile)
+    dev = Device.open(folder)
+    tam_trust.add_tam_attestation_key(dev.tee, key, hwmodel=hwmodel.encode(), oemid=oem)
+    console.print(f"trusting TAM attestation key {key.kid.hex()[:16]}.. for {hwmodel}")
+
+
+@device.command("verifier")
+@dir_option
+@click.argument("url", required=False)
+@click.option("--mode", type=click.Choice(["teep", "veraison"]), default="teep")
+def verifier(folder: Path, url: str | None, mode: str) -> None:
+    """Present Attestation Results from the Verifier at URL (passport
+    model); without URL, send Evidence again (background check)."""
+    import dataclasses
+
+    dev = Device.open(folder)
+    settings = dataclasses.replace(dev.settings, verifier_url=url, verifier_mode=mode)
+    settings.save(folder)
+    console.print(f"passport model via {url}" if url else "background-check model")
+
+
 @device.command("run")
 @dir_option
 @click.option(
@@ -182,11 +262,8 @@ def _received(message: Message, signatures: int, numbering: str) -> str:
 
 def _sending(message: Message) -> str:
     if isinstance(message, QueryResponse):
-        evidence = (
-            " with attestation Evidence (EAT)" if message.attestation_payload else ""
-        )
         held = len(message.tc_list or ())
-        return f"QueryResponse sent{evidence}, {held} component(s) held"
+        return f"QueryResponse sent{_attestation(message)}, {held} component(s) held"
     if isinstance(message, Success):
         reports = len(message.suit_reports or ())
         return f"Update applied: manifests verified and processed ({reports} SUIT report(s)); Success sent"
@@ -194,6 +271,17 @@ def _sending(message: Message) -> str:
         name = codec.error_code_name(message.err_code)
         return f"Error sent: {name}: {message.err_msg or ''}"
     return f"{type(message).__name__} sent"
+
+
+def _attestation(message: QueryResponse) -> str:
+    payload = message.attestation_payload
+    if not payload:
+        return ""
+    if is_result_format(message.attestation_payload_format):
+        kind = " with an Attestation Result (EAR)"
+    else:
+        kind = " with attestation Evidence (EAT)"
+    return kind + (" (encrypted)" if is_encrypted(payload) else "")
 
 
 def _say(text: str) -> None:

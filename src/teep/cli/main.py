@@ -164,6 +164,7 @@ cli.add_lazy("device", "teep.cli.device:device")
 cli.add_lazy("keys", "teep.cli.keys:keys")
 cli.add_lazy("manifest", "teep.cli.manifest:manifest")
 cli.add_lazy("decode", "teep.cli.decode:decode")
+cli.add_lazy("verifier", "teep.cli.verifier:verifier")
 
 if __name__ == "__main__":
     main()

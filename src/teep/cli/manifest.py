@@ -1,4 +1,4 @@
-"""``teep manifest``: make, read and check signed SUIT envelopes."""
+"""``teep manifest``: make, read, sign, sever and check signed SUIT envelopes."""
 
 from __future__ import annotations
 
@@ -6,32 +6,33 @@ from pathlib import Path
 
 import click
 
-from teep import components
-from teep.cli.common import console, write_output
+from teep import cbor, components, cose, diag
+from teep.cli.common import console, echo, fail, read_input, write_output
+from teep.errors import TeepError
 from teep.keys import PrivateKey, PublicKey
-from teep.suit.builder import build_envelope
-from teep.suit.envelope import SuitEnvelope, open_envelope
+from teep.suit.builder import build_envelope, envelope_of, sever_envelope, sign_envelope
+from teep.suit.envelope import SuitEnvelope, _auth_parts, open_envelope
+from teep.suit.registry import SuitManifestKey
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group("manifest")
 def manifest() -> None:
-    """Make, show and verify SUIT manifests for Trusted Components."""
+    """Make, show, sign, sever and verify SUIT manifests."""
 
 
 @manifest.command("create")
-@click.option(
-    "--name", required=True, help="Component name (maps to its component id)."
-)
+@click.argument("description", required=False, type=_FILE)
+@click.option("--name", help="Component name (maps to its component id).")
 @click.option(
     "--payload",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     help="The component (a WebAssembly module, or .wat source compiled here).",
 )
 @click.option(
     "--sequence",
     type=click.IntRange(0, 2**63 - 1),
-    required=True,
     help="Sequence number (must grow with every version).",
 )
 @click.option(
@@ -39,22 +40,24 @@ def manifest() -> None:
     is_flag=True,
     help="Accept a payload that is not a WebAssembly component (e.g. data).",
 )
-@click.option(
-    "--signer",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The Trusted Component signer's private key.",
-)
+@click.option("--signer", type=_FILE, help="The signer's private key.")
 @click.option("-o", "--output", required=True, help="Where to write the envelope.")
 def create(
-    name: str,
-    payload: Path,
-    sequence: int,
+    description: Path | None,
+    name: str | None,
+    payload: Path | None,
+    sequence: int | None,
     any_payload: bool,
-    signer: Path,
+    signer: Path | None,
     output: str,
 ) -> None:
-    """Build a signed envelope that installs PAYLOAD as component NAME."""
+    """Build a signed envelope, from a DESCRIPTION file (TOML, see
+    docs/manifests.md) or from --name, --payload and --sequence."""
+    if description is not None:
+        _create_from(description, signer, output)
+        return
+    if name is None or payload is None or sequence is None or signer is None:
+        fail("give a DESCRIPTION file, or --name, --payload, --sequence and --signer")
     data = payload.read_bytes()
     if payload.suffix == ".wat":
         from teep.device.wasm import compile_wat
@@ -79,25 +82,87 @@ def create(
     )
 
 
-@manifest.command("show")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def show(file: Path) -> None:
-    """Describe an envelope: ids, sequence number, digest, payloads."""
-    env = SuitEnvelope.decode(file.read_bytes())
-    m = env.manifest
-    mid = (
-        components.display(m.manifest_component_id) if m.manifest_component_id else "-"
+def _create_from(path: Path, signer: Path | None, output: str) -> None:
+    from teep.suit.description import load_description
+
+    desc = load_description(path)
+    key_file = signer or desc.signer
+    if key_file is None:
+        fail(f"{path}: no signer: give --signer or a 'signer' field")
+    envelope = envelope_of(
+        desc.manifest(), PrivateKey.load(key_file), desc.integrated, desc.tagged
     )
+    write_output(output, envelope)
+    for target, data in desc.detached.items():
+        write_output(target, data)
+        echo(f"ciphertext to publish -> {target}")
+    for cid in desc.encrypted:
+        echo(f"encrypted payload for {cid}")
     console.print(
-        f"SUIT envelope, {len(env.raw)} bytes{' (tagged)' if env.tagged else ''}"
+        f"envelope {components.display(desc.manifest_component_id)} "
+        f"(sequence {desc.sequence_number}, {len(envelope)} bytes) -> {output}"
     )
-    console.print(f"  manifest id      {mid}")
-    console.print(f"  sequence number  {m.sequence_number}")
-    console.print(f"  manifest digest  sha-256 {env.digest.value.hex()}")
+
+
+@manifest.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+@click.argument("file")
+def show(as_json: bool, file: str) -> None:
+    """Print an envelope in annotated diagnostic notation, after a summary:
+    ids, sequence number, digest, signers' key ids, severed members."""
+    data = read_input(file)
+    env = SuitEnvelope.decode(data)
+    value = cbor.loads(data, tags=frozenset({107}))
+    if as_json:
+        import json
+
+        echo(json.dumps(diag.to_json(value, diag.Kind.SUIT_ENVELOPE), indent=2))
+        return
+    for line in _summary(env):
+        echo(f"/ {line} /")
+    echo(diag.annotate(value, diag.Kind.SUIT_ENVELOPE))
+
+
+def _summary(env: SuitEnvelope) -> list[str]:
+    m = env.manifest
+    mid = m.manifest_component_id
+    lines = [
+        f"SUIT envelope, {len(env.raw)} bytes{', tagged' if env.tagged else ''}",
+        f"manifest id      {components.display(mid) if mid else '-'}",
+        f"sequence number  {m.sequence_number}",
+        f"manifest digest  {_alg(env.digest.algorithm)} {env.digest.value.hex()}",
+    ]
+    lines += [f"signer key id    {kid}" for kid in _signer_kids(env)]
     for cid in m.common.components:
-        console.print(f"  component        {components.display(cid)}")
-    for uri, data in env.integrated.items():
-        console.print(f"  integrated       {uri}: {len(data)} bytes")
+        lines.append(f"component        {components.display(cid)}")
+    for key, digest in m.severed.items():
+        where = "in envelope" if key in env.severable else "removed"
+        lines.append(
+            f"severed          {SuitManifestKey(key).name} ({where}), "
+            f"digest {digest.value.hex()[:16]}.."
+        )
+    for uri, payload in env.integrated.items():
+        lines.append(f"integrated       {uri}: {len(payload)} bytes")
+    return lines
+
+
+def _alg(alg: int) -> str:
+    return {-16: "sha-256", -43: "sha-384", -44: "sha-512"}.get(alg, str(alg))
+
+
+def _signer_kids(env: SuitEnvelope) -> list[str]:
+    _digest, _raw, blocks = _auth_parts(env.authentication_wrapper)
+    kids = []
+    for block in blocks:
+        try:
+            message = cose.parse(block)
+        except TeepError:  # a block teep cannot parse is shown as such
+            kids.append("(unreadable block)")
+            continue
+        for signature in message.signatures:
+            kid = signature.kid
+            kids.append(kid.hex() if kid else "(no kid)")
+    return kids
 
 
 @manifest.command("verify")
@@ -105,13 +170,120 @@ def show(file: Path) -> None:
     "--key",
     "keyfile",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The signer's public (or private) key.",
+    multiple=True,
+    type=_FILE,
+    help="A signer's public (or private) key; repeat for several.",
 )
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def verify(keyfile: Path, file: Path) -> None:
+@click.argument("file")
+def verify(keyfile: tuple[Path, ...], file: str) -> None:
     """Check an envelope's signature and manifest digest; exit 1 if wrong."""
-    env, signer = open_envelope(file.read_bytes(), [PublicKey.load(keyfile)])
+    keys = [PublicKey.load(k) for k in keyfile]
+    env, signer = open_envelope(read_input(file), keys)
     console.print(
-        f"verified: sequence {env.manifest.sequence_number}, signed by {signer.kid.hex()[:16]}.."
+        f"verified: sequence {env.manifest.sequence_number}, "
+        f"signed by {signer.kid.hex()[:16]}.."
     )
+
+
+@manifest.command("sign")
+@click.option("--key", "keyfile", required=True, type=_FILE, help="Private key.")
+@click.option(
+    "--add", is_flag=True, help="Keep the current signatures and add this one."
+)
+@click.option("-o", "--output", required=True, help="Where to write the envelope.")
+@click.argument("file")
+def sign(keyfile: Path, add: bool, output: str, file: str) -> None:
+    """Sign an envelope (or a bare manifest) again, or add a signature."""
+    envelope = sign_envelope(
+        read_input(file), PrivateKey.load(keyfile), keep_existing=add
+    )
+    write_output(output, envelope)
+    console.print(f"signed envelope ({len(envelope)} bytes) -> {output}")
+
+
+@manifest.command("sever")
+@click.option(
+    "--key", "keyfile", required=True, type=_FILE, help="Key to sign again with."
+)
+@click.option("-o", "--output", required=True, help="Where to write the envelope.")
+@click.argument("file")
+def sever(keyfile: Path, output: str, file: str) -> None:
+    """Move text and severable sequences out of the manifest, leaving their
+    digests; the envelope carries them until a distributor removes them.
+    The manifest changes, so it is signed again with --key."""
+    envelope, moved = sever_envelope(read_input(file), PrivateKey.load(keyfile))
+    if not moved:
+        fail("nothing to sever (no severable member large enough)")
+    write_output(output, envelope)
+    severed = ", ".join(SuitManifestKey(k).name for k in moved)
+    console.print(f"severed {severed} ({len(envelope)} bytes) -> {output}")
+
+
+def print_reports(reports: list[tuple[float, bool, bytes]], as_json: bool) -> None:
+    """Print stored SUIT Reports (when, ok, bytes as received), decoded.
+
+    Used by ``teep tam device reports``.  A report that does not decode is
+    listed with the reason, never dropped.
+    """
+    import json
+    import time
+
+    from teep.suit.report import decode_report
+
+    entries: list[dict[str, object]] = []
+    for at, ok, data in reports:
+        entry: dict[str, object] = {"at": at, "ok": ok, "size": len(data)}
+        try:
+            entry["report"] = decode_report(_report_payload(data)).to_json()
+        except TeepError as exc:
+            entry["error"] = str(exc)
+        entries.append(entry)
+    if as_json:
+        echo(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(entry["at"])))  # type: ignore[arg-type]
+        echo(
+            f"{when}  {'success' if entry['ok'] else 'FAILURE'}  ({entry['size']} bytes)"
+        )
+        report = entry.get("report")
+        if not isinstance(report, dict):
+            echo(f"  undecodable: {entry.get('error')}")
+            continue
+        for line in _report_lines(report):
+            echo(f"  {line}")
+
+
+def _report_payload(data: bytes) -> bytes:
+    # suit-report 4: a report may come inside a COSE_Sign1; the TAM has
+    # checked the TEEP message around it, so only the payload is shown.
+    if cbor.peek_tag(data) == cose.COSETag.COSE_Sign1:
+        payload = cose.parse(data).payload
+        if payload is not None:
+            return payload
+    return data
+
+
+def _report_lines(report: dict[str, object]) -> list[str]:
+    digest = report["manifest-digest"]
+    lines = [
+        f"manifest {report['manifest-uri'] or '(no reference-uri)'} digest {digest}",
+    ]
+    if report.get("nonce"):
+        lines.append(f"nonce    {report['nonce']}")
+    result = report["result"]
+    if isinstance(result, dict):
+        record = result["record"]
+        lines.append(
+            f"result   {result['reason']} at {record['section']} offset "
+            f"{record['offset']} (component {record['component-index']}, "
+            f"manifest {record['manifest-id']})"
+        )
+        if record["properties"]:
+            lines.append(f"measured {record['properties']}")
+    else:
+        lines.append(f"result   {result}")
+    records = report.get("records")
+    for item in records if isinstance(records, list) else []:
+        lines.append(f"record   {item}")
+    return lines

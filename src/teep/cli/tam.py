@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+import functools
+import socket
 import sys
 import time
 from pathlib import Path
 
 import click
+from aiohttp import web
 
 from teep import cbor, components
 from teep.cli.common import console, fail, print_table
+from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
 from teep.tam.home import TAMHome
-from teep.tam.http import HTTPConfig, bound_port, make_app, run_app
+from teep.tam.http import (
+    HTTPConfig,
+    bind_socket,
+    make_app,
+    run_workers,
+    serve_socket,
+    stop_on_signals,
+)
 from teep.tam.service import TAMService, add_component
 from teep.tam.store import TAMStore
 
@@ -76,36 +86,101 @@ def init(folder: Path, database: str | None, port: int) -> None:
     default=None,
     help="Port to bind; 0 picks a free one.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes sharing the socket and database (default from tam.json).",
+)
 def serve(
-    folder: Path, database: str | None, host: str | None, port: int | None
+    folder: Path,
+    database: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
 ) -> None:
     """Serve TEEP over HTTP until interrupted."""
     home = TAMHome.open(folder)
-    store = home.open_store(database)
-    service = TAMService(store)
-    config = HTTPConfig(
-        host=host or home.settings.host,
-        port=home.settings.port if port is None else port,
-    )
-    app = make_app(home.endpoints(service), config=config, on_event=_print_event)
+    url = database or home.database_url
+    # Migrations run here, once, before any worker exists.
+    home.open_store(url).close()
+    config = _http_config(home, host, port)
+    sock = bind_socket(config)
+    bound = sock.getsockname()[1]
+    count = workers or home.settings.workers
+    for path in home.settings.endpoints:
+        console.print(f"TAM listening on http://{config.host}:{bound}{path}")
+    if count > 1:
+        console.print(f"{count} worker processes")
+    sys.stdout.flush()
+    worker = functools.partial(_worker, home, url, config, sock)
     try:
-        asyncio.run(_serve(app, config, list(home.settings.endpoints)))
+        if count == 1:
+            worker()
+        else:
+            run_workers(count, worker)
+    finally:
+        sock.close()
+
+
+def _http_config(home: TAMHome, host: str | None, port: int | None) -> HTTPConfig:
+    settings = home.settings
+    return HTTPConfig(
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        max_body=settings.max_body,
+        read_timeout=settings.read_timeout,
+        connect_rate=settings.connect_rate,
+        connect_burst=settings.connect_burst,
+        max_outstanding_challenges=settings.max_outstanding_challenges,
+    )
+
+
+def _worker(home: TAMHome, url: str, config: HTTPConfig, sock: socket.socket) -> None:
+    """One serving process: its own database connections and event loop."""
+    store = TAMStore.open(url, migrate=False)
+    service = TAMService(store)
+
+    def outstanding() -> int:
+        return store.count_outstanding_nonces(None, now=service.clock())
+
+    app = make_app(
+        home.endpoints(service),
+        config=config,
+        on_event=_print_event,
+        outstanding=outstanding,
+    )
+    try:
+        asyncio.run(_serve(app, sock, service))
     finally:
         store.close()
 
 
-async def _serve(app: object, config: HTTPConfig, paths: list[str]) -> None:
-    runner = await run_app(app, config)  # type: ignore[arg-type]
-    port = bound_port(runner)
-    for path in paths:
-        console.print(f"TAM listening on http://{config.host}:{port}{path}")
-    sys.stdout.flush()
+PURGE_EVERY_S = 60.0
+"""How often a worker deletes expired challenges and tokens."""
+
+
+async def _serve(
+    app: web.Application, sock: socket.socket, service: TAMService
+) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    stop_on_signals(stop)
+    purging = asyncio.create_task(_purge(service))
+    try:
+        await serve_socket(app, sock, stop)
+    finally:
+        purging.cancel()
+
+
+async def _purge(service: TAMService) -> None:
+    # Used values stay until they expire (a replay must still find them
+    # used); past that they only cost space.
+    while True:
+        await asyncio.sleep(PURGE_EVERY_S)
+        try:
+            await asyncio.to_thread(service.store.purge_nonces, now=service.clock())
+        except TeepError as exc:
+            console.print(f"cannot purge expired one-time values: {exc}")
 
 
 _EVENT_TEXT = {
@@ -132,6 +207,37 @@ def _print_event(event: SessionEvent) -> None:
 
 
 # -- trust ----------------------------------------------------------------------
+
+
+@tam.command("verifier")
+@dir_option
+@click.argument("where", metavar="URL|builtin")
+@click.option("--key", "keys", multiple=True, help="A Verifier key to trust (file).")
+@click.option("--mode", type=click.Choice(["teep", "veraison"]), default="teep")
+@click.option("--encrypt/--no-encrypt", default=None, help="Offer encryption.")
+@click.option(
+    "--contraindicated", type=click.Choice(["remove", "quarantine"]), default=None
+)
+def verifier(
+    folder: Path,
+    where: str,
+    keys: tuple[str, ...],
+    mode: str,
+    encrypt: bool | None,
+    contraindicated: str | None,
+) -> None:
+    """Choose the Verifier (builtin or a URL), trusted keys and policy."""
+    from teep.verifier.tam_settings import update_tam_settings
+
+    changes: dict[str, object] = {"verifier": where, "verifier_mode": mode}
+    if keys:
+        changes["verifier_keys"] = [str(Path(k).resolve()) for k in keys]
+    if encrypt is not None:
+        changes["encrypted_evidence"] = encrypt
+    if contraindicated is not None:
+        changes["contraindicated"] = contraindicated
+    settings = update_tam_settings(folder, **changes)
+    console.print(f"attestation settings: {settings}")
 
 
 @tam.group("signer")
@@ -363,6 +469,22 @@ def device_show(folder: Path, device_id: str) -> None:
             f"SUIT reports: {len(reports)} stored "
             f"({sum(r.ok for r in reports)} successful)"
         )
+
+
+@device.command("reports")
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+@click.argument("device_id")
+def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
+    """Print a device's SUIT Reports decoded: manifest, result, failing record."""
+    from teep.cli.manifest import print_reports
+
+    with _Closing(_store(folder)) as store:
+        record = store.find_device(device_id)
+        if record is None:
+            fail(f"no device matches {device_id!r}")
+        stored = store.list_suit_reports(record.kid, 50)
+    print_reports([(r.at, r.ok, r.report) for r in stored], as_json)
 
 
 def _ago(at: float | None) -> str:

@@ -26,6 +26,7 @@ from teep.attestation.claims import (
     ManifestEntry,
     SUITReference,
 )
+from teep.device import tam_trust
 from teep.device.tee import SimulatedTEE
 from teep.device.wasm import ComponentResult, run_component
 from teep.errors import ConfigError
@@ -36,6 +37,9 @@ from teep.protocol.messages import QueryRequest, RequestedTC
 from teep.suit.errors import SuitError
 from teep.suit.processor import SuitProcessor
 from teep.suit.store import ComponentId
+from teep.verifier.attester import attestation_payload
+from teep.verifier.client import VerifierClient, VerifierMode
+from teep.verifier.errors import VerifierUnavailable
 
 __all__ = ["Device", "DeviceSettings"]
 
@@ -56,10 +60,19 @@ class DeviceSettings:
 
     tam_uri: str | None = None
     """The TAM this device contacts."""
+    verifier_url: str | None = None
+    """A Verifier to get Attestation Results from (passport model); None
+    sends Evidence (background-check model)."""
+    verifier_mode: str = "teep"
+    """The API that Verifier speaks: ``teep`` or ``veraison``."""
 
     def save(self, folder: Path) -> None:
         """Write to ``folder/device.json``."""
-        data = {"tam_uri": self.tam_uri}
+        data = {
+            "tam_uri": self.tam_uri,
+            "verifier_url": self.verifier_url,
+            "verifier_mode": self.verifier_mode,
+        }
         (folder / SETTINGS_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -73,7 +86,11 @@ class DeviceSettings:
             return cls()
         try:
             data = json.loads(path.read_text())
-            return cls(tam_uri=data.get("tam_uri"))
+            return cls(
+                tam_uri=data.get("tam_uri"),
+                verifier_url=data.get("verifier_url"),
+                verifier_mode=data.get("verifier_mode", "teep"),
+            )
         except (OSError, ValueError, AttributeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from None
 
@@ -85,7 +102,10 @@ class Device:
         self.folder = folder
         self.tee = tee
         self.settings = DeviceSettings.load(folder)
-        self.agent = Agent(AgentConfig(key=tee.agent_key), self)
+        required = bool(tee.get_setting(tam_trust.REQUIRE_SETTING, False))
+        self.agent = Agent(
+            AgentConfig(key=tee.agent_key, require_tam_attestation=required), self
+        )
 
     @classmethod
     def init(
@@ -134,11 +154,27 @@ class Device:
         allowed = self.tee.get_setting("pre_rfc_tams", [])
         return tam_uri in allowed
 
-    def attestation(self, nonce: bytes, request: QueryRequest) -> Attestation:
-        """EAT Evidence in the TEEP profile for a QueryRequest."""
-        return Attestation(self.evidence(nonce))
+    def attestation(self, nonce: bytes | None, request: QueryRequest) -> Attestation:
+        """EAT Evidence in the TEEP profile for a QueryRequest, or the EAR a
+        Verifier gives for it (passport model), encrypted to the TAM when its
+        QueryRequest offers a key."""
+        evidence = self.evidence(nonce)
+        verifier = None
+        if self.settings.verifier_url:
+            mode = VerifierMode(self.settings.verifier_mode)
+            verifier = VerifierClient(self.settings.verifier_url, mode=mode)
+        try:
+            return attestation_payload(
+                evidence, nonce=nonce, extensions=request.extensions, verifier=verifier
+            )
+        except VerifierUnavailable as exc:
+            # The TAM can still appraise the Evidence itself (background check).
+            log.warning("no Attestation Result, sending Evidence: %s", exc)
+            return attestation_payload(
+                evidence, nonce=nonce, extensions=request.extensions
+            )
 
-    def evidence(self, nonce: bytes) -> bytes:
+    def evidence(self, nonce: bytes | None) -> bytes:
         """EAT Evidence signed by the TEE's attestation key."""
         claims = EATClaims(
             ueid=self.tee.ueid,
@@ -157,6 +193,14 @@ class Device:
         # check compares the key's thumbprint all the same.
         value[8] = {1: self.tee.agent_key.public.cose_key()}
         return cose.sign1(cbor.det_dumps(value), self.tee.attestation_key)
+
+    def verify_tam_attestation(
+        self, attestation: Attestation, nonce: bytes | None, tam_key: PublicKey
+    ) -> None:
+        """Appraise a TAM's Evidence against the TAM attestation keys trusted."""
+        tam_trust.verify_tam_attestation(
+            self.tee, attestation, nonce, tam_key, now=time.time()
+        )
 
     def _manifest_claims(self) -> Iterable[ManifestEntry]:
         # teep-protocol 10.2: the Agent itself is listed among the manifests.
@@ -191,7 +235,11 @@ class Device:
         return list(self.tee.unneeded)
 
     def _processor(self) -> SuitProcessor:
-        return SuitProcessor(self.tee.components, self.tee.trusted_signer_keys())
+        return SuitProcessor(
+            self.tee.components,
+            self.tee.trusted_signer_keys(),
+            decryption_keys=[self.tee.kek],
+        )
 
     def install(self, envelope: bytes, report_nonce: bytes | None) -> bytes:
         """Run the SUIT Update procedure on one envelope."""

@@ -3,30 +3,35 @@
 A :class:`SealedComponentStore` keeps Trusted Components and the manifests
 that installed them in a folder::
 
-    index.sealed           component id -> file; the manifests held
-    blobs/<sha256>.blob    one sealed stream per component version or envelope
+    index.sealed           component id -> stream id; the manifests held
+    blobs/<stream id>.blob one sealed stream per component version or envelope
     store.lock             serialises transactions across processes
 
 The index is the single point of truth: a transaction writes new blob files
 beside the old ones and commits by replacing the index with ``os.replace``.
+A blob is named by the random 128-bit id of the sealed stream it holds.
+That id is part of the associated data of every record, next to the id of
+the component (or manifest) the blob belongs to, and the index records it:
+a blob moved to another component, cut short, reordered or replaced by an
+older version of itself fails to open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import io
 import logging
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from teep import cbor
-from teep.device.sealing import Sealer, SealError, atomic_write, fsync_dir
+from teep.device.sealing import Sealer, atomic_write, fsync_dir
 from teep.errors import StoreError
 from teep.suit.store import ComponentId, InstalledManifest, StoreTransaction
 
@@ -34,7 +39,9 @@ __all__ = ["SealedComponentStore", "SealedFile", "cid_of", "locked"]
 
 log = logging.getLogger("teep.tee")
 
-_FORMAT = 1
+_FORMAT = 2
+"""Version of the sealed index (2: blobs named by stream id)."""
+_STREAM_ID_SIZE = 16
 # Sealed state is authenticated, so these limits only guard against bugs;
 # they are wide enough for a device holding many manifests.
 _LIMITS = cbor.CBORLimits(max_depth=16, max_items=10_000_000)
@@ -91,24 +98,28 @@ class SealedFile:
 @dataclass(frozen=True)
 class _ManifestEntry:
     sequence_number: int
-    envelope_blob: str
+    envelope_stream: bytes
     components: tuple[ComponentId, ...]
 
 
 @dataclass(frozen=True)
 class _Index:
-    components: dict[ComponentId, str]
+    components: dict[ComponentId, bytes]
     manifests: dict[ComponentId, _ManifestEntry]
 
     def blobs(self) -> set[str]:
-        names = set(self.components.values())
-        names.update(entry.envelope_blob for entry in self.manifests.values())
-        return names
+        """The file names of every blob this index refers to."""
+        streams = set(self.components.values())
+        streams.update(entry.envelope_stream for entry in self.manifests.values())
+        return {_blob_name(stream) for stream in streams}
 
 
 _EMPTY_INDEX = _Index({}, {})
 _BLOB_SUFFIX = ".blob"
-_STAGING_SUFFIX = ".part"
+
+
+def _blob_name(stream_id: bytes) -> str:
+    return stream_id.hex() + _BLOB_SUFFIX
 
 
 def _component_label(component_id: ComponentId) -> bytes:
@@ -119,25 +130,98 @@ def _envelope_label(manifest_id: ComponentId) -> bytes:
     return b"teep-tee envelope\x00" + cbor.det_dumps(list(manifest_id))
 
 
-class _HashingWriter:
-    """Passes writes to a file and hashes them on the way."""
+class _WriteBehind:
+    """Writes a file from a second thread and flushes it to disk as it goes.
 
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-        self.digest = hashlib.sha256()
+    Writing to the page cache and flushing to disk release the GIL, so the
+    thread overlaps them with the sealing (AES-GCM) and the caller's
+    hashing in the calling thread.  Records are handed over in batches of
+    about a megabyte, a few at most in flight, so memory stays bounded.
+    """
 
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self._handle.write(data)
+    _BATCH = 1 << 20
+    _IN_FLIGHT = 4
+    _SYNC_EVERY = 8 << 20
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._queue: queue.Queue[list[bytes | bytearray] | None] = queue.Queue(
+            self._IN_FLIGHT
+        )
+        self._batch: list[bytes | bytearray] = []
+        self._size = 0
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="teep-blob-writer")
+        self._thread.start()
+
+    def write(self, data: bytes | bytearray) -> int:
+        """Queue ``data`` to be written after what was queued before.
+
+        :raises OSError: if an earlier write failed.
+        """
+        self._batch.append(data)
+        self._size += len(data)
+        if self._size >= self._BATCH:
+            self._hand_over()
+        return len(data)
+
+    def close(self) -> None:
+        """Write what is left, wait for it, and make the file durable.
+
+        :raises OSError: if a write or the flush failed.
+        """
+        self._hand_over()
+        self.abandon()
+        if self._error is not None:
+            raise self._error
+        os.fsync(self._fd)
+
+    def abandon(self) -> None:
+        """Stop the thread once it has done what it was given."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _hand_over(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch, self._size = [], 0
+
+    def _run(self) -> None:
+        unsynced = 0
+        # After a failure the thread keeps taking batches (and drops
+        # them) so that the writer never blocks on a full queue.
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                unsynced += _write_all(self._fd, batch)
+                if unsynced >= self._SYNC_EVERY:
+                    # Flushing now keeps the final fsync short.
+                    os.fdatasync(self._fd)
+                    unsynced = 0
+            except OSError as exc:
+                self._error = exc
+
+
+def _write_all(fd: int, pieces: list[bytes | bytearray]) -> int:
+    total = sum(len(piece) for piece in pieces)
+    done = os.writev(fd, pieces)
+    if done < total:  # a short write: finish it piece by piece
+        rest = memoryview(b"".join(pieces))[done:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+    return total
 
 
 class SealedComponentStore:
     """A :class:`~teep.suit.store.ComponentStore` sealed on disk.
 
     Each version of each component (and each manifest's envelope) is one
-    sealed file in ``blobs/``, named by the SHA-256 of its sealed bytes.
-    A sealed index maps component ids to those names and lists the
-    manifests.  A transaction writes new files next to the old ones and
+    sealed stream in ``blobs/``, named by its random stream id.  A sealed
+    index maps component ids to those ids and lists the manifests.  A transaction writes new files next to the old ones and
     commits by replacing the index with ``os.replace``, the single atomic
     step: before it the old index rules, after it the new one.  Files the
     index no longer names are deleted afterwards, and any left by a crash
@@ -147,7 +231,8 @@ class SealedComponentStore:
     def __init__(self, folder: str | Path, sealer: Sealer) -> None:
         """Open (creating if needed) the store in ``folder``.
 
-        :raises StoreError: if the folder cannot be prepared.
+        :raises StoreError: if the folder cannot be prepared, or its index
+            cannot be read or is of a version this code does not know.
         """
         self._folder = Path(folder)
         self._blobs = self._folder / "blobs"
@@ -162,8 +247,9 @@ class SealedComponentStore:
         self._lock_path = self._folder / "store.lock"
         self._index = _EMPTY_INDEX
         self._index_stamp: tuple[int, int, int] | None = None
-        self._envelopes: dict[str, bytes] = {}
+        self._envelopes: dict[bytes, bytes] = {}
         self._open_transaction = False
+        self._current()  # an index of an unknown version fails here
         self._collect_if_idle()
 
     # -- reading
@@ -190,10 +276,23 @@ class SealedComponentStore:
         :raises StoreError: if the sealed state cannot be read or was
             tampered with (:class:`~teep.device.sealing.SealError`).
         """
-        name = self._current().components.get(component_id)
-        if name is None:
+        stream = self._current().components.get(component_id)
+        if stream is None:
             return None
-        return self._read_blob(name, _component_label(component_id))
+        return self._read_blob(stream, _component_label(component_id))
+
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        """A component's committed content, one sealed record at a time.
+
+        Every piece is authenticated before it is yielded, but a file cut
+        short shows only at its end, so the iterator may raise
+        :class:`~teep.device.sealing.SealError` after its last piece: use
+        what it yields only once it is exhausted.
+        """
+        stream = self._current().components.get(component_id)
+        if stream is None:
+            return None
+        return self._blob_chunks(stream, _component_label(component_id))
 
     def component_ids(self) -> list[ComponentId]:
         """The ids of every component present."""
@@ -283,47 +382,63 @@ class SealedComponentStore:
 
     # -- blobs
 
-    def write_blob(self, chunks: Iterable[bytes], label: bytes) -> str:
-        """Seal ``chunks`` into a new blob file; return its name."""
-        part = self._blobs / (secrets.token_hex(16) + _STAGING_SUFFIX)
+    def _write_stream(self, chunks: Iterable[bytes], label: bytes) -> bytes:
+        # Written under its final name: until an index names it, the file
+        # is unreferenced and a failed or interrupted write is cleaned up
+        # like any other leftover.
+        stream = secrets.token_bytes(_STREAM_ID_SIZE)
+        path = self._blobs / _blob_name(stream)
         try:
-            with open(part, "xb") as handle:
-                writer = _HashingWriter(handle)
-                self._sealer.seal_stream(chunks, writer, label=label)
-                handle.flush()
-                os.fsync(handle.fileno())
-            name = writer.digest.hexdigest() + _BLOB_SUFFIX
-            os.rename(part, self._blobs / name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
-            part.unlink(missing_ok=True)
-            raise StoreError(
-                f"cannot write a component: {exc.strerror or exc}"
-            ) from None
-        return name
-
-    def _read_blob(self, name: str, label: bytes) -> bytes:
-        path = self._blobs / name
+            raise StoreError(f"cannot write a component: {exc.strerror}") from None
+        writer = _WriteBehind(fd)
         try:
-            sealed = path.read_bytes()
+            self._sealer.seal_stream(chunks, writer, label=label, stream_id=stream)
+            writer.close()
+        except BaseException as exc:
+            writer.abandon()
+            path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(
+                    f"cannot write a component: {exc.strerror or exc}"
+                ) from None
+            raise
+        finally:
+            os.close(fd)
+        return stream
+
+    def _read_blob(self, stream: bytes, label: bytes) -> bytes:
+        return b"".join(self._blob_chunks(stream, label))
+
+    def _blob_chunks(self, stream: bytes, label: bytes) -> Iterator[bytes]:
+        name = _blob_name(stream)
+        try:
+            handle = open(self._blobs / name, "rb")
         except OSError as exc:
             raise StoreError(
                 f"component file {name} unreadable: {exc.strerror}"
             ) from None
-        # The name is the hash of the sealed bytes: an older sealed version
-        # of the same component, put in its place, is refused.
-        if hashlib.sha256(sealed).hexdigest() + _BLOB_SUFFIX != name:
-            raise SealError(f"component file {name} does not match its name")
-        return b"".join(self._sealer.unseal_stream(io.BytesIO(sealed), label=label))
+        with handle:
+            try:
+                # The stream id the index recorded is demanded: an older
+                # sealed version of the same component, put in its place,
+                # is refused.
+                yield from self._sealer.unseal_stream(
+                    handle, label=label, stream_id=stream
+                )
+            except OSError as exc:
+                raise StoreError(f"component file {name} unreadable: {exc}") from None
 
     def _installed(
         self, manifest_id: ComponentId, entry: _ManifestEntry
     ) -> InstalledManifest:
-        envelope = self._envelopes.get(entry.envelope_blob)
+        envelope = self._envelopes.get(entry.envelope_stream)
         if envelope is None:
             envelope = self._read_blob(
-                entry.envelope_blob, _envelope_label(manifest_id)
+                entry.envelope_stream, _envelope_label(manifest_id)
             )
-            self._envelopes[entry.envelope_blob] = envelope
+            self._envelopes[entry.envelope_stream] = envelope
         return InstalledManifest(
             manifest_id, entry.sequence_number, envelope, entry.components
         )
@@ -360,25 +475,31 @@ class _DiskTransaction:
         self.staged: list[str] = []
 
     def read(self, component_id: ComponentId) -> bytes | None:
-        name = self.components.get(component_id)
-        if name is None:
+        stream = self.components.get(component_id)
+        if stream is None:
             return None
-        return self._store._read_blob(name, _component_label(component_id))
+        return self._store._read_blob(stream, _component_label(component_id))
+
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        stream = self.components.get(component_id)
+        if stream is None:
+            return None
+        return self._store._blob_chunks(stream, _component_label(component_id))
 
     def write(self, component_id: ComponentId, chunks: Iterable[bytes]) -> None:
-        name = self._store.write_blob(chunks, _component_label(component_id))
-        self.staged.append(name)
-        self.components[component_id] = name
+        stream = self._store._write_stream(chunks, _component_label(component_id))
+        self.staged.append(_blob_name(stream))
+        self.components[component_id] = stream
 
     def unlink(self, component_id: ComponentId) -> None:
         self.components.pop(component_id, None)
 
     def record_manifest(self, manifest: InstalledManifest) -> None:
         mid = manifest.manifest_component_id
-        name = self._store.write_blob([manifest.envelope], _envelope_label(mid))
-        self.staged.append(name)
+        stream = self._store._write_stream([manifest.envelope], _envelope_label(mid))
+        self.staged.append(_blob_name(stream))
         self.manifests[mid] = _ManifestEntry(
-            manifest.sequence_number, name, tuple(manifest.components)
+            manifest.sequence_number, stream, tuple(manifest.components)
         )
 
     def remove_manifest(self, manifest_component_id: ComponentId) -> None:
@@ -388,12 +509,12 @@ class _DiskTransaction:
 def _encode_index(index: _Index) -> dict[str, Any]:
     return {
         "format": _FORMAT,
-        "components": [[list(cid), name] for cid, name in index.components.items()],
+        "components": [[list(cid), sid] for cid, sid in index.components.items()],
         "manifests": [
             [
                 list(mid),
                 e.sequence_number,
-                e.envelope_blob,
+                e.envelope_stream,
                 [list(c) for c in e.components],
             ]
             for mid, e in index.manifests.items()
@@ -404,17 +525,29 @@ def _encode_index(index: _Index) -> dict[str, Any]:
 def _decode_index(value: Any) -> _Index:
     if value is None:
         return _EMPTY_INDEX
+    version = value.get("format") if isinstance(value, dict) else None
+    if version != _FORMAT:
+        raise StoreError(
+            f"the component index has version {version!r}; this teep reads "
+            f"version {_FORMAT} only (recreate the device folder)"
+        )
     try:
-        components = {cid_of(cid): str(name) for cid, name in value["components"]}
+        components = {cid_of(c): _stream_of(sid) for c, sid in value["components"]}
         manifests = {
             cid_of(mid): _ManifestEntry(
-                int(seq), str(name), tuple(cid_of(c) for c in comps)
+                int(seq), _stream_of(sid), tuple(cid_of(c) for c in comps)
             )
-            for mid, seq, name, comps in value["manifests"]
+            for mid, seq, sid, comps in value["manifests"]
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"the component index is corrupt: {exc}") from None
     return _Index(components, manifests)
+
+
+def _stream_of(value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != _STREAM_ID_SIZE:
+        raise ValueError("stream id is not 16 bytes")
+    return value
 
 
 def cid_of(value: Any) -> ComponentId:

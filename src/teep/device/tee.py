@@ -42,6 +42,7 @@ _IDENTITY = "identity.sealed"
 _TRUST = "trust.sealed"
 _SETTINGS = "settings.sealed"
 _REQUESTS = "requests.sealed"
+_KEK = "kek.sealed"
 _LOCK = "tee.lock"
 _COMPONENTS = "components"
 _FORMAT = 1
@@ -179,6 +180,25 @@ class SimulatedTEE:
     def attestation_key(self) -> PrivateKey:
         """The key the TEE signs Evidence with (not the Agent key)."""
         return self._identity.attestation_key
+
+    @property
+    def kek(self) -> PrivateKey:
+        """The P-256 key that encrypted payloads are wrapped for (SUIT
+        ECDH-ES + A128KW); made on first use and kept sealed.
+
+        :raises StoreError: if the sealed key cannot be read or written.
+        """
+        sealed = SealedFile(self._sealer, self._path / _KEK, b"teep-tee payload kek")
+        with self._locked():
+            pem = sealed.load(None)
+            if pem is None:
+                key = PrivateKey.generate(KeyKind.P256)
+                sealed.save(key.to_pem())
+                return key
+        try:
+            return PrivateKey.from_bytes(bytes(pem))
+        except (TypeError, KeyLoadError) as exc:
+            raise StoreError(f"the sealed payload key is corrupt: {exc}") from None
 
     @property
     def ueid(self) -> bytes:

@@ -2,47 +2,72 @@
 
 :class:`Agent` takes the bytes a TAM sent (through the Broker) and returns
 the bytes to send back, or nothing, plus events describing what happened.
-Everything device-specific (trust anchors, Evidence, the component store) is
-reached through an :class:`AgentHost` the caller supplies.
+Everything device-specific (trust anchors, Evidence, the component store, the
+appraisal of a TAM's own attestation) is reached through an
+:class:`AgentHost` the caller supplies.
 
-Processing of one incoming message (teep-protocol 8.3 and 12):
+The Agent has one state, idle: every message is judged on its own.  The only
+memory it keeps between messages is the challenge it sent a TAM with
+ERR_ATTESTATION_REQUIRED, which the TAM's next QueryRequest must answer.
+Processing of one incoming message (teep-protocol 8.3 and 12), first row
+that applies:
 
-====================  ==============================  ===========================
-input                 condition                       outcome
-====================  ==============================  ===========================
-not CBOR / not COSE   -                               dropped, no reply
-COSE, no usable alg   -                               Error 5 (suites listed)
-COSE, bad signature   -                               Error 1
-pre-RFC numbering     profile off for this TAM        Error 4 in pre-RFC numbering
-not a valid message   -                               Error 1 naming the field
-QueryRequest          version / freshness unusable    Error 4 / Error 3
-QueryRequest          otherwise                       QueryResponse
-Update                every manifest processed        Success
-Update                a manifest failed               Error 11 with SUIT Reports
-Success/Error/QResp   -                               Error 1 (TAM never gets them)
-====================  ==============================  ===========================
+=====================  ===================================  ======================
+input                  condition                            outcome
+=====================  ===================================  ======================
+not CBOR / not COSE    -                                    dropped, no reply
+COSE, no usable alg    -                                    Error 5 with suites,
+                                                            signed with an MTI suite
+pre-RFC numbering      profile off for this TAM             Error 4 with versions,
+                                                            in pre-RFC numbering
+COSE, bad signature    -                                    Error 1
+not a valid message    -                                    Error 1 naming the field
+QueryRequest           no offered suite usable              Error 5 with suites
+QueryRequest           no common version                    Error 4 with versions
+QueryRequest           attestation asked, no common         Error 3 with freshness
+                       freshness mechanism                  mechanisms
+QueryRequest           TAM attestation required, none sent  Error 7 with a fresh
+                       or no challenge of ours outstanding  challenge and freshness
+                                                            mechanisms [nonce]
+QueryRequest           TAM attestation refused              Error 1
+QueryRequest           SUIT Report in an unusable profile   Error 8 with profiles
+QueryRequest           otherwise                            QueryResponse
+Update                 err-code and nothing to do           no reply (TAMReported)
+Update                 every manifest processed             Success
+Update                 a manifest failed                    Error 11 with SUIT Reports
+QueryResponse,         -                                    Error 1 (a TAM never
+Success, Error                                              sends them)
+=====================  ===================================  ======================
+
+Every Error echoes the token of the message it answers, when that message had
+one (in either numbering), and is encoded in the numbering the TAM used.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from teep.errors import DecodeError, VerifyError
+from teep import cbor, cose
+from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import ALG_KINDS, COSEAlgorithm, PrivateKey, PublicKey
 from teep.protocol import codec
 from teep.protocol.errors import (
     AttestationRequired,
     MalformedMessage,
     ManifestProcessingFailed,
+    PermanentError,
     ProtocolError,
     UnsupportedCipherSuites,
     UnsupportedFreshness,
+    UnsupportedSuitReport,
     UnsupportedVersion,
 )
 from teep.protocol.messages import (
+    Attestation,
     Error,
     Message,
     QueryRequest,
@@ -52,6 +77,7 @@ from teep.protocol.messages import (
     Update,
 )
 from teep.protocol.registry import (
+    ALL_SUIT_COSE_PROFILES,
     FINAL,
     PRE_RFC,
     CipherSuite,
@@ -59,8 +85,9 @@ from teep.protocol.registry import (
     Dialect,
     ErrCode,
     FreshnessMechanism,
+    SuitCoseProfile,
 )
-from teep.protocol.signing import Peeked, open_signed, peek, suite_of
+from teep.protocol.signing import Peeked, open_signed, peek, sign_message, suite_of
 from teep.suit.store import ComponentId
 
 __all__ = [
@@ -80,6 +107,12 @@ __all__ = [
 log = logging.getLogger("teep.agent")
 
 SUPPORTED_VERSIONS = (0,)
+CHALLENGE_SIZE = 32
+# teep-protocol 18 P19: err-msg holds at most 128 bytes of UTF-8.
+MAX_TEXT = 128
+# Tags a protected SUIT Report may carry: COSE_Encrypt0, COSE_Mac0,
+# COSE_Sign1, COSE_Encrypt, COSE_Mac, COSE_Sign.
+_REPORT_TAGS = frozenset({16, 17, 18, 96, 97, 98})
 
 
 class AgentHost(Protocol):
@@ -91,9 +124,21 @@ class AgentHost(Protocol):
     def pre_rfc_enabled(self, tam_uri: str) -> bool:
         """Whether the pre-RFC numbering is accepted from this TAM URI."""
 
-    def attestation(self, nonce: bytes, request: QueryRequest) -> Attestation:
+    def attestation(self, nonce: bytes | None, request: QueryRequest) -> Attestation:
         """The attestation payload for a QueryRequest: Evidence (or an
-        Attestation Result) carrying ``nonce`` as eat_nonce."""
+        Attestation Result) carrying ``nonce`` as eat_nonce, or only a
+        timestamp (``iat``) when ``nonce`` is None."""
+
+    def verify_tam_attestation(
+        self, attestation: Attestation, nonce: bytes | None, tam_key: PublicKey
+    ) -> None:
+        """Appraise a TAM's own attestation payload.
+
+        :param nonce: the challenge the Agent sent in ERR_ATTESTATION_REQUIRED,
+            or None when freshness must come from a timestamp.
+        :param tam_key: the TAM key that signed the QueryRequest (cnf binding).
+        :raises teep.errors.TeepError: if the TAM is not trusted.
+        """
 
     def tc_list(self) -> list[dict[Any, Any]]:
         """system-property-claims of each installed Trusted Component."""
@@ -118,23 +163,23 @@ class AgentHost(Protocol):
 
 
 @dataclass(frozen=True)
-class Attestation:
-    """An attestation payload and its media type."""
-
-    payload: bytes
-    """Evidence or an Attestation Result, possibly encrypted to the TAM."""
-    payload_format: str | None = None
-    """attestation-payload-format; None means the TEEP EAT profile."""
-
-
-@dataclass(frozen=True)
 class AgentConfig:
     """How the Agent behaves."""
 
     key: PrivateKey
     """The Agent's TEEP signing key."""
-    freshness: tuple[FreshnessMechanism, ...] = (FreshnessMechanism.NONCE,)
-    """Freshness mechanisms this Agent supports."""
+    freshness: tuple[FreshnessMechanism, ...] = (
+        FreshnessMechanism.NONCE,
+        FreshnessMechanism.TIMESTAMP,
+    )
+    """Freshness mechanisms this Agent supports (its Evidence carries iat)."""
+    require_tam_attestation: bool = False
+    """Whether a TAM must attest (ERR_ATTESTATION_REQUIRED otherwise)."""
+    suit_cose_profiles: tuple[SuitCoseProfile, ...] | None = None
+    """SUIT COSE profiles the Agent can read reports in; None means those
+    whose signature algorithm the Agent's key supports."""
+    random: Callable[[int], bytes] = os.urandom
+    """Source of the challenges sent to a TAM."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +248,7 @@ class _Context:
     dialect: Dialect
     alg: COSEAlgorithm
     token: bytes | None
+    tam_uri: str
 
 
 class Agent:
@@ -211,11 +257,21 @@ class Agent:
     def __init__(self, config: AgentConfig, host: AgentHost) -> None:
         self.config = config
         self.host = host
+        # teep-protocol 12.2: the challenge sent with ERR_ATTESTATION_REQUIRED,
+        # per TAM URI, until the TAM's next QueryRequest uses it up.
+        self._tam_challenges: dict[str, bytes] = {}
 
     @property
     def algs(self) -> frozenset[COSEAlgorithm]:
         """Algorithms the Agent can verify and sign with."""
         return self.config.key.kind.algs
+
+    @property
+    def suit_cose_profiles(self) -> tuple[SuitCoseProfile, ...]:
+        """SUIT COSE profiles the Agent reads SUIT Reports in."""
+        if self.config.suit_cose_profiles is not None:
+            return self.config.suit_cose_profiles
+        return tuple(p for p in ALL_SUIT_COSE_PROFILES if p[1] in self.algs)
 
     def process(self, data: bytes, tam_uri: str) -> AgentResult:
         """Process one message from the TAM at ``tam_uri``.
@@ -230,64 +286,124 @@ class Agent:
             log.warning("dropped a message from %s: %s", tam_uri, exc)
             return AgentResult(None, [Dropped(str(exc))])
         dialect = codec.classify(peeked.payload) or FINAL
-        ctx = _Context(dialect, self.config.key.kind.default_alg, _token_of(peeked))
+        alg = self.config.key.kind.default_alg
+        ctx = _Context(dialect, alg, _token_of(peeked), tam_uri)
         try:
-            return self._dispatch(peeked, tam_uri, ctx)
+            return self._dispatch(peeked, ctx)
         except ProtocolError as exc:
             return self._error(exc, ctx)
 
-    def _dispatch(self, peeked: Peeked, tam_uri: str, ctx: _Context) -> AgentResult:
+    def _dispatch(self, peeked: Peeked, ctx: _Context) -> AgentResult:
         usable = [s.alg for s in peeked.cose.signatures if s.alg in self.algs]
         if not usable:
             raise UnsupportedCipherSuites(
                 "no signature in a cipher suite this Agent supports"
             )
-        ctx = _Context(ctx.dialect, COSEAlgorithm(usable[0]), ctx.token)
-        if ctx.dialect is PRE_RFC and not self.host.pre_rfc_enabled(tam_uri):
+        ctx = replace(ctx, alg=COSEAlgorithm(usable[0]))
+        if ctx.dialect is PRE_RFC and not self.host.pre_rfc_enabled(ctx.tam_uri):
             # teep-protocol 18 P0: refuse in the numbering the peer used.
             raise UnsupportedVersion(
                 "the pre-RFC numbering is not enabled for this TAM"
             )
+        keys = self.host.tam_keys(ctx.tam_uri)
         try:
-            opened = open_signed(
-                peeked, self.host.tam_keys(tam_uri), dialect=ctx.dialect, algs=self.algs
-            )
+            opened = open_signed(peeked, keys, dialect=ctx.dialect, algs=self.algs)
         except VerifyError as exc:
             raise MalformedMessage(f"TAM signature not accepted: {exc}") from None
-        ctx = _Context(ctx.dialect, opened.alg, ctx.token)
+        ctx = replace(ctx, alg=opened.alg)
         message = opened.message
         if isinstance(message, QueryRequest):
-            return self._query(message, ctx)
+            return self._query(message, ctx, opened.signer)
         if isinstance(message, Update):
             return self._update(message, ctx)
         raise MalformedMessage(f"a TAM does not send {type(message).__name__}")
 
-    def _query(self, request: QueryRequest, ctx: _Context) -> AgentResult:
-        alg = self._choose_alg(request.supported_teep_cipher_suites, ctx)
-        ctx = _Context(ctx.dialect, alg, request.token)
+    # -- QueryRequest -----------------------------------------------------------
+
+    def _query(
+        self, request: QueryRequest, ctx: _Context, tam_key: PublicKey
+    ) -> AgentResult:
+        # teep-protocol 12.2 step 1: suite, version and freshness, in the
+        # order the draft lists them, then the TAM's attestation (step 2)
+        # and its SUIT Reports (step 3).
+        ctx = replace(
+            ctx,
+            alg=self._choose_alg(request.supported_teep_cipher_suites),
+            token=request.token,
+        )
         versions = request.versions or (0,)
         if not set(versions) & set(SUPPORTED_VERSIONS):
             raise UnsupportedVersion(f"no supported version among {list(versions)}")
-        wants = request.data_item_requested
-        offered = request.supported_freshness_mechanisms or (FreshnessMechanism.NONCE,)
-        if wants & DataItem.ATTESTATION and not set(offered) & set(
-            self.config.freshness
-        ):
-            raise UnsupportedFreshness("no supported freshness mechanism offered")
-        response = self._build_response(request, wants)
+        nonce = None
+        if request.data_item_requested & DataItem.ATTESTATION:
+            nonce = self._freshness(request)
+        self._check_tam(request, ctx, tam_key)
+        self._check_suit_reports(request.suit_reports or ())
+
+        response = self._build_response(request, nonce)
         reply = self._sign(response, ctx)
         attested = response.attestation_payload is not None
-        log.info("answering QueryRequest (%s, attested=%s)", ctx.dialect.name, attested)
+        log.info(
+            "answering QueryRequest from %s (%s, attested=%s)",
+            ctx.tam_uri,
+            ctx.dialect.name,
+            attested,
+        )
         return AgentResult(reply, [QueryAnswered(ctx.dialect.name, attested)])
 
-    def _build_response(self, request: QueryRequest, wants: DataItem) -> QueryResponse:
+    def _freshness(self, request: QueryRequest) -> bytes | None:
+        """The eat_nonce the Evidence carries; None for a timestamp only."""
+        offered = request.supported_freshness_mechanisms or (FreshnessMechanism.NONCE,)
+        usable = [m for m in offered if m in self.config.freshness]
+        if not usable:
+            raise UnsupportedFreshness("no supported freshness mechanism offered")
+        nonce = request.challenge or request.token
+        if FreshnessMechanism.NONCE in usable and nonce is not None:
+            # A challenge (background check) or the token (passport model,
+            # teep-protocol 18 P1) becomes eat_nonce.
+            return nonce
+        if FreshnessMechanism.TIMESTAMP in usable:
+            return None
+        raise MalformedMessage("attestation requested without a challenge or token")
+
+    def _check_tam(
+        self, request: QueryRequest, ctx: _Context, tam_key: PublicKey
+    ) -> None:
+        challenge = self._tam_challenges.pop(ctx.tam_uri, None)
+        if not self.config.require_tam_attestation:
+            # An attestation the Agent did not ask for is not needed.
+            return
+        if request.attestation_payload is None or challenge is None:
+            # The TAM's Evidence is only believed fresh when it answers a
+            # challenge this Agent issued (nonce freshness): a replayed
+            # attested QueryRequest meets no outstanding challenge.
+            raise AttestationRequired("this Agent requires the TAM to attest")
+        attestation = Attestation(
+            request.attestation_payload, request.attestation_payload_format
+        )
+        try:
+            self.host.verify_tam_attestation(attestation, challenge, tam_key)
+        except TeepError as exc:
+            raise PermanentError(f"TAM attestation refused: {exc}") from None
+        log.info("TAM at %s attested", ctx.tam_uri)
+
+    def _check_suit_reports(self, reports: Sequence[bytes]) -> None:
+        # teep-protocol 12.2 step 3: a TAM's report the Agent cannot read
+        # in one of its profiles is refused with the profiles it can.
+        algs = {profile[1] for profile in self.suit_cose_profiles}
+        for report in reports:
+            alg = _report_alg(report)
+            if alg is not None and alg not in algs:
+                raise UnsupportedSuitReport(
+                    "a SUIT Report in the QueryRequest uses an unsupported profile"
+                )
+
+    def _build_response(
+        self, request: QueryRequest, nonce: bytes | None
+    ) -> QueryResponse:
+        wants = request.data_item_requested
         attestation = None
         if wants & DataItem.ATTESTATION:
-            nonce = request.challenge or request.token
-            if nonce is None:
-                raise MalformedMessage(
-                    "attestation requested without a challenge or token"
-                )
             attestation = self.host.attestation(nonce, request)
         requested = tuple(self.host.requested_tcs()) or None
         unneeded = tuple(self.host.unneeded_manifests()) or None
@@ -306,27 +422,26 @@ class Agent:
             unneeded_manifest_list=unneeded,
         )
 
-    def _choose_alg(
-        self, suites: Sequence[CipherSuite], ctx: _Context
-    ) -> COSEAlgorithm:
+    def _choose_alg(self, suites: Sequence[CipherSuite]) -> COSEAlgorithm:
         own = self.config.key.kind
         preferred = sorted(
             (suite for suite in suites if _suite_alg(suite) in self.algs),
             key=lambda s: _suite_alg(s) != own.default_alg,
         )
-        if not preferred:
+        alg = _suite_alg(preferred[0]) if preferred else None
+        if alg is None:
             raise UnsupportedCipherSuites(
                 "none of the offered cipher suites is supported"
             )
-        alg = _suite_alg(preferred[0])
-        assert alg is not None
         return alg
 
+    # -- Update -------------------------------------------------------------------
+
     def _update(self, update: Update, ctx: _Context) -> AgentResult:
-        ctx = _Context(ctx.dialect, ctx.alg, update.token)
+        ctx = replace(ctx, token=update.token)
         if update.err_code is not None:
             name = codec.error_code_name(update.err_code)
-            log.info("TAM reports %s: %s", name, update.err_msg)
+            log.info("TAM at %s reports %s: %s", ctx.tam_uri, name, update.err_msg)
             if not update.manifest_list and not update.unneeded_manifest_list:
                 # teep-protocol 5.3: an Update that only reports a problem
                 # needs no answer; a Success would be matched to nothing.
@@ -334,6 +449,8 @@ class Agent:
                 return AgentResult(None, [report])
         reports: list[bytes] = []
         removed: list[ComponentId] = []
+        # teep-protocol 18 P11: every SUIT Report carries the Update's token
+        # as suit-report-nonce; the host's SUIT processor writes it.
         for manifest_id in update.unneeded_manifest_list or ():
             reports.append(self.host.uninstall(manifest_id, update.token))
             removed.append(manifest_id)
@@ -348,38 +465,59 @@ class Agent:
         event = ComponentsChanged(tuple(reports), tuple(removed))
         return AgentResult(self._sign(success, ctx), [event])
 
+    # -- Error --------------------------------------------------------------------
+
     def _error(self, exc: ProtocolError, ctx: _Context) -> AgentResult:
-        reason = str(exc)[:120] or type(exc).__name__
+        reason = clip_text(str(exc)) or type(exc).__name__
         error = Error(
             err_code=exc.err_code,
             token=ctx.token,
             err_msg=reason,
             suit_reports=getattr(exc, "reports", None) or None,
         )
-        error = _with_required_lists(error, exc, self)
-        log.info("sending Error %s: %s", exc.err_code.name, reason)
+        error = self._with_required_lists(error, exc, ctx)
+        if isinstance(exc, UnsupportedCipherSuites):
+            # teep-protocol 5.5: this Error MUST be signed with one of the
+            # suites every TAM supports (ESP256 or Ed25519).
+            ctx = replace(ctx, alg=self.config.key.kind.default_alg)
+        log.info("sending Error %s to %s: %s", exc.err_code.name, ctx.tam_uri, reason)
         return AgentResult(self._sign(error, ctx), [ErrorSent(exc.err_code, reason)])
 
-    def _sign(self, message: Message, ctx: _Context) -> bytes:
-        from teep.protocol.signing import sign_message
+    def _with_required_lists(
+        self, error: Error, exc: ProtocolError, ctx: _Context
+    ) -> Error:
+        """teep-protocol 5.5: some codes MUST carry what the Agent supports."""
+        if isinstance(exc, UnsupportedCipherSuites):
+            suites = tuple(suite_of(alg) for alg in sorted(self.algs, key=lambda a: -a))
+            return replace(error, supported_teep_cipher_suites=suites)
+        if isinstance(exc, UnsupportedVersion):
+            return replace(error, versions=SUPPORTED_VERSIONS)
+        if isinstance(exc, UnsupportedSuitReport):
+            return replace(error, supported_suit_cose_profiles=self.suit_cose_profiles)
+        if isinstance(exc, UnsupportedFreshness):
+            return replace(error, supported_freshness_mechanisms=self.config.freshness)
+        if isinstance(exc, AttestationRequired):
+            # teep-protocol 5.5: a fresh challenge for the TAM's Evidence,
+            # remembered until the TAM's next QueryRequest.
+            challenge = self.config.random(CHALLENGE_SIZE)
+            self._tam_challenges[ctx.tam_uri] = challenge
+            return replace(
+                error,
+                challenge=challenge,
+                supported_freshness_mechanisms=(FreshnessMechanism.NONCE,),
+            )
+        return error
 
+    def _sign(self, message: Message, ctx: _Context) -> bytes:
         return sign_message(
             message, [self.config.key], dialect=ctx.dialect, alg=ctx.alg
         )
 
 
-def _with_required_lists(error: Error, exc: ProtocolError, agent: Agent) -> Error:
-    """teep-protocol 5.5: some codes MUST carry what the Agent supports."""
-    from dataclasses import replace
-
-    if isinstance(exc, UnsupportedCipherSuites):
-        suites = tuple(suite_of(alg) for alg in sorted(agent.algs, key=lambda a: -a))
-        return replace(error, supported_teep_cipher_suites=suites)
-    if isinstance(exc, UnsupportedVersion):
-        return replace(error, versions=SUPPORTED_VERSIONS)
-    if isinstance(exc, UnsupportedFreshness | AttestationRequired):
-        return replace(error, supported_freshness_mechanisms=agent.config.freshness)
-    return error
+def clip_text(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    data = text.encode("utf-8", "replace")[:limit]
+    return data.decode("utf-8", "ignore")
 
 
 def _suite_alg(suite: CipherSuite) -> COSEAlgorithm | None:
@@ -390,6 +528,25 @@ def _suite_alg(suite: CipherSuite) -> COSEAlgorithm | None:
     except ValueError:
         return None
     return alg if alg in ALG_KINDS else None
+
+
+def _report_alg(report: bytes) -> int | None:
+    """The signature algorithm of a protected SUIT Report (None if bare).
+
+    A MACed or encrypted report counts as algorithm 0, which no profile has.
+    """
+    try:
+        value = cbor.loads(report, tags=_REPORT_TAGS)
+    except DecodeError:
+        raise MalformedMessage("a SUIT Report is not CBOR") from None
+    if isinstance(value, dict):
+        return None
+    if not isinstance(value, cbor.CBORTag) or value.tag != 18:
+        return 0
+    try:
+        return int(cose.parse(value).signatures[0].alg)
+    except DecodeError:
+        raise MalformedMessage("a SUIT Report is a malformed COSE_Sign1") from None
 
 
 def _token_of(peeked: Peeked) -> bytes | None:

@@ -11,8 +11,10 @@ ext-list is accepted (P8).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 from teep import cbor
@@ -378,10 +380,7 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
         )
     kwargs: dict[str, Any] = {}
     extensions: dict[int, Any] = {}
-    known = {
-        dialect.labels[label]: (attr, label, kind)
-        for attr, label, kind in _OPTIONS[mtype]
-    }
+    known = _known_options(dialect, mtype)
     for wire, raw in options.items():
         if not _is_uint(wire):
             raise _fail("option labels must be unsigned integers")
@@ -414,6 +413,19 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
         kwargs["extensions"] = extensions
     message: Message = _CLASSES[mtype](**kwargs)
     return message
+
+
+@functools.lru_cache(maxsize=32)
+def _known_options(
+    dialect: Dialect, mtype: MessageType
+) -> Mapping[int, tuple[str, Label, _Kind]]:
+    """Wire label -> option of a message type, in one numbering."""
+    return MappingProxyType(
+        {
+            dialect.labels[label]: (attr, label, kind)
+            for attr, label, kind in _OPTIONS[mtype]
+        }
+    )
 
 
 def _legacy_or(value: Any, reason: str) -> Exception:

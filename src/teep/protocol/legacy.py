@@ -12,7 +12,19 @@ import json
 import re
 from typing import Any
 
-__all__ = ["recognise", "recognise_bytes"]
+__all__ = [
+    "recognise",
+    "recognise_bytes",
+    "refusal_for_body",
+    "refusal_for_media",
+    "refusal_text",
+]
+
+# Media types of the JSON dialects (legacy/VERSIONS.md 3.2).
+_LEGACY_MEDIA = {
+    "application/otrp+json": "OTrP v1 (JSON)",
+    "application/teep+json": "TEEP over JSON (2019-2020 drafts)",
+}
 
 _OTRP_NAME = re.compile(
     r"^[A-Z][A-Za-z]*(TBS)?(Request|Response|Notifications?|Error)$"
@@ -52,3 +64,32 @@ def recognise_bytes(data: bytes) -> str | None:
         if "TYPE" in value or "type" in value:
             return "TEEP over JSON (2019-2020 drafts)"
     return None
+
+
+def refusal_text(dialect: str) -> str:
+    """The one-line refusal shown to a peer speaking ``dialect``."""
+    return (
+        f"unsupported protocol: the peer speaks {dialect}; this endpoint speaks"
+        " only TEEP (draft-ietf-teep-protocol-26) over application/teep+cbor"
+    )
+
+
+def refusal_for_media(media_types: str) -> str | None:
+    """The refusal for an Accept or Content-Type naming a legacy media type."""
+    for part in media_types.split(","):
+        dialect = _LEGACY_MEDIA.get(part.split(";", 1)[0].strip().lower())
+        if dialect is not None:
+            return refusal_text(dialect)
+    return None
+
+
+def refusal_for_body(content_type: str, body: bytes) -> str | None:
+    """The refusal for a body that is not ``application/teep+cbor``.
+
+    The body names the dialect when it can (JSON shapes); the media type
+    otherwise.  None when neither says anything.
+    """
+    dialect = recognise_bytes(body)
+    if dialect is not None:
+        return refusal_text(dialect)
+    return refusal_for_media(content_type)

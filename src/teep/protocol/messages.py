@@ -24,6 +24,7 @@ from teep.protocol.registry import (
 from teep.suit.store import ComponentId
 
 __all__ = [
+    "Attestation",
     "Error",
     "Message",
     "QueryRequest",
@@ -32,6 +33,16 @@ __all__ = [
     "Success",
     "Update",
 ]
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """An attestation payload and its media type, as either peer sends it."""
+
+    payload: bytes
+    """Evidence or an Attestation Result, possibly encrypted to the peer."""
+    payload_format: str | None = None
+    """attestation-payload-format; None means the TEEP EAT profile."""
 
 
 @dataclass(frozen=True)

@@ -53,16 +53,19 @@ def sign_message(
     *,
     dialect: Dialect = FINAL,
     alg: COSEAlgorithm | None = None,
+    algs: Sequence[COSEAlgorithm] | None = None,
 ) -> bytes:
     """Encode ``message`` and sign it.
 
     One key gives a COSE_Sign1 (with ``alg`` if given); several give a
-    COSE_Sign with one signature each.
+    COSE_Sign with one signature each (with ``algs``, one per key, if given).
+
+    :raises ValueError: if an algorithm does not fit its key.
     """
     payload = codec.encode(message, dialect)
     if len(keys) == 1:
         return cose.sign1(payload, keys[0], alg=alg)
-    return cose.sign(payload, keys)
+    return cose.sign(payload, keys, algs=algs)
 
 
 def peek(data: bytes) -> Peeked:

@@ -7,22 +7,31 @@ the ids; install fetches the payload (by URI, or from the envelope itself
 under ``#name``) and checks image-match; validate checks image-match again;
 uninstall unlinks the component.  Everything is encoded with RFC 8949
 deterministic ordering, as draft-ietf-suit-manifest section 8.1 requires.
+
+An encrypted payload follows draft-ietf-suit-firmware-encryption's "decrypt
+on copy" pattern: install fetches the ciphertext into a staging component,
+copies it into the real one with encryption-info set (the device decrypts),
+checks the plaintext digest and unlinks the staging component.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from teep import cbor, cose
-from teep.keys import PrivateKey
-from teep.suit.envelope import SuitDigest, _loads
+from teep.keys import COSEAlgorithm, PrivateKey
+from teep.suit.encryption import EncryptionRecipient, encrypt_payload
+from teep.suit.envelope import SuitDigest, SuitEnvelope, _loads
 from teep.suit.errors import SuitDecodeError
 from teep.suit.registry import (
     ENVELOPE_TAG,
     MANIFEST_TAG,
+    SEVERABLE,
     SuitCommand,
     SuitCommonKey,
+    SuitDependencyKey,
     SuitEnvelopeKey,
     SuitManifestKey,
     SuitParameter,
@@ -32,15 +41,23 @@ from teep.suit.store import ComponentId
 
 __all__ = [
     "REPORT_ALL",
+    "STAGING_SUFFIX",
+    "ComponentSpec",
+    "DependencySpec",
     "build_envelope",
     "build_manifest",
+    "compose_manifest",
     "encode_sequence",
+    "envelope_of",
+    "sever_envelope",
     "sign_envelope",
 ]
 
 REPORT_ALL = int(SuitReportingPolicy(15))
 """The reporting policy the examples use on every condition."""
 _RECORD_ON_FAILURE = int(SuitReportingPolicy.send_record_on_failure)
+STAGING_SUFFIX = b"encrypted"
+"""Last element of the staging component an encrypted payload is fetched to."""
 
 
 def encode_sequence(*commands: tuple[int, Any]) -> bytes:
@@ -49,25 +66,203 @@ def encode_sequence(*commands: tuple[int, Any]) -> bytes:
     return cbor.det_dumps(flat)
 
 
-def _shared(
-    payload: bytes, vendor_id: bytes | None, class_id: bytes | None
-) -> list[tuple[int, Any]]:
-    params: dict[int, Any] = {
-        SuitParameter.image_digest: SuitDigest.of(payload).encode(),
-        SuitParameter.image_size: len(payload),
-    }
-    checks: list[tuple[int, Any]] = []
-    if vendor_id is not None:
-        params[SuitParameter.vendor_identifier] = vendor_id
-        checks.append((SuitCommand.condition_vendor_identifier, REPORT_ALL))
-    if class_id is not None:
-        params[SuitParameter.class_identifier] = class_id
-        checks.append((SuitCommand.condition_class_identifier, REPORT_ALL))
-    return [(SuitCommand.directive_override_parameters, _ints(params)), *checks]
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component a composed manifest installs."""
+
+    component_id: ComponentId
+    """Where it is installed."""
+    payload: bytes
+    """The plaintext (its digest and size go in the manifest)."""
+    uri: str
+    """Where fetch finds it (``#name``: integrated in the envelope)."""
+    vendor_id: bytes | None = None
+    """suit-parameter-vendor-identifier to check, if any."""
+    class_id: bytes | None = None
+    """suit-parameter-class-identifier to check, if any."""
+    encryption_info: bytes | None = None
+    """SUIT_Encryption_Info when ``uri`` serves a ciphertext."""
+
+
+@dataclass(frozen=True)
+class DependencySpec:
+    """A manifest the composed one depends on (trust-domains)."""
+
+    manifest_component_id: ComponentId
+    """The dependency's own manifest-component-id (its dependency-prefix)."""
+    envelope: bytes
+    """The dependency's envelope, as the device will fetch it."""
+    uri: str
+    """Where the device fetches it (``#name``: integrated)."""
 
 
 def _ints(params: Mapping[int, Any]) -> dict[int, Any]:
     return {int(k): v for k, v in params.items()}
+
+
+Commands = list[tuple[int, Any]]
+
+
+def _identity(spec: ComponentSpec) -> Commands:
+    params: dict[int, Any] = {
+        SuitParameter.image_digest: SuitDigest.of(spec.payload).encode(),
+        SuitParameter.image_size: len(spec.payload),
+    }
+    checks: Commands = []
+    if spec.vendor_id is not None:
+        params[SuitParameter.vendor_identifier] = spec.vendor_id
+        checks.append((SuitCommand.condition_vendor_identifier, REPORT_ALL))
+    if spec.class_id is not None:
+        params[SuitParameter.class_identifier] = spec.class_id
+        checks.append((SuitCommand.condition_class_identifier, REPORT_ALL))
+    return [(SuitCommand.directive_override_parameters, _ints(params)), *checks]
+
+
+class _Layout:
+    """Component indices: the components, their staging slots, a dependency."""
+
+    def __init__(
+        self, specs: Sequence[ComponentSpec], dependency: DependencySpec | None
+    ) -> None:
+        self.specs = list(specs)
+        self.ids = [list(s.component_id) for s in specs]
+        self.staging: dict[int, int] = {}
+        for index, spec in enumerate(specs):
+            if spec.encryption_info is not None:
+                self.staging[index] = len(self.ids)
+                self.ids.append([*spec.component_id, STAGING_SUFFIX])
+        # trust-domains 5.1: the dependency's index follows the components
+        # and is not listed among them, as in every example of the drafts.
+        self.dependency = len(self.ids) if dependency is not None else None
+        self.count = len(self.ids) + (dependency is not None)
+
+    def select(self, index: int) -> Commands:
+        # manifest 8.4.10.1: with more than one component every sequence
+        # chooses one first; with a single component the index is 0.
+        if self.count == 1:
+            return []
+        return [(SuitCommand.directive_set_component_index, index)]
+
+    def each(self, *commands: tuple[int, Any]) -> Commands:
+        """``commands`` for every (non-staging) component in turn."""
+        out: Commands = []
+        for index in range(len(self.specs)):
+            out += [*self.select(index), *commands]
+        return out
+
+
+def _fetch_component(layout: _Layout, index: int, spec: ComponentSpec) -> Commands:
+    fetch: Commands = [
+        (SuitCommand.directive_override_parameters, {int(SuitParameter.uri): spec.uri}),
+        (SuitCommand.directive_fetch, _RECORD_ON_FAILURE),
+    ]
+    match = (SuitCommand.condition_image_match, REPORT_ALL)
+    staging = layout.staging.get(index)
+    if staging is None:
+        return [*layout.select(index), *fetch, match]
+    decrypt = {
+        int(SuitParameter.encryption_info): spec.encryption_info,
+        int(SuitParameter.source_component): staging,
+    }
+    # firmware-encryption 8: copy decrypts into the real component; the
+    # ciphertext's staging component goes once the plaintext matched.
+    return [
+        *layout.select(staging),
+        *fetch,
+        *layout.select(index),
+        (SuitCommand.directive_override_parameters, decrypt),
+        (SuitCommand.directive_copy, _RECORD_ON_FAILURE),
+        match,
+        *layout.select(staging),
+        (SuitCommand.directive_unlink, _RECORD_ON_FAILURE),
+    ]
+
+
+def _install(layout: _Layout) -> bytes:
+    out: Commands = []
+    if layout.dependency is not None:
+        out += [
+            *layout.select(layout.dependency),
+            (SuitCommand.directive_process_dependency, REPORT_ALL),
+        ]
+    for index, spec in enumerate(layout.specs):
+        out += _fetch_component(layout, index, spec)
+    return encode_sequence(*out)
+
+
+def _dependency_resolution(index: int, dependency: DependencySpec) -> bytes:
+    digest = SuitEnvelope.decode(dependency.envelope).digest
+    params: dict[int, Any] = {
+        SuitParameter.image_digest: digest.encode(),
+        SuitParameter.image_size: len(dependency.envelope),
+        SuitParameter.uri: dependency.uri,
+    }
+    return encode_sequence(
+        (SuitCommand.directive_set_component_index, index),
+        (SuitCommand.directive_override_parameters, _ints(params)),
+        (SuitCommand.directive_fetch, _RECORD_ON_FAILURE),
+        (SuitCommand.condition_dependency_integrity, REPORT_ALL),
+    )
+
+
+def compose_manifest(
+    *,
+    manifest_component_id: ComponentId,
+    sequence_number: int,
+    components: Sequence[ComponentSpec],
+    dependency: DependencySpec | None = None,
+    text: Mapping[str, Mapping[Any, Any]] | None = None,
+    reference_uri: str | None = None,
+) -> bytes:
+    """Encode a SUIT_Manifest installing several components, optionally
+    after a dependency (e.g. Personalization Data after its TA manifest).
+
+    Shared: per component, its ids, digest and size, and the id checks.
+    Dependency-resolution: fetch the dependency, check its integrity.
+    Install: process the dependency, then fetch each component (through a
+    staging component and a decrypting copy when encrypted) and check its
+    digest.  Validate: every image-match again.  Uninstall: unlink the
+    components, never the dependency, which has a life of its own.
+
+    :returns: the encoded manifest map (not bstr-wrapped).
+    :raises ValueError: if there is no component.
+    :raises SuitDecodeError: if the dependency's envelope is malformed.
+    """
+    if not components:
+        raise ValueError("a manifest needs at least one component")
+    layout = _Layout(components, dependency)
+    shared: Commands = []
+    for index, spec in enumerate(components):
+        shared += [*layout.select(index), *_identity(spec)]
+    common: dict[int, Any] = {
+        SuitCommonKey.components: layout.ids,
+        SuitCommonKey.shared_sequence: encode_sequence(*shared),
+    }
+    match = (SuitCommand.condition_image_match, REPORT_ALL)
+    manifest: dict[int, Any] = {
+        SuitManifestKey.manifest_version: 1,
+        SuitManifestKey.manifest_sequence_number: sequence_number,
+        SuitManifestKey.manifest_component_id: list(manifest_component_id),
+        SuitManifestKey.validate: encode_sequence(*layout.each(match)),
+        SuitManifestKey.install: _install(layout),
+        SuitManifestKey.uninstall: encode_sequence(
+            *layout.each((SuitCommand.directive_unlink, REPORT_ALL))
+        ),
+    }
+    if dependency is not None and layout.dependency is not None:
+        prefix = list(dependency.manifest_component_id)
+        common[SuitCommonKey.dependencies] = {
+            layout.dependency: {int(SuitDependencyKey.dependency_prefix): prefix}
+        }
+        manifest[SuitManifestKey.dependency_resolution] = _dependency_resolution(
+            layout.dependency, dependency
+        )
+    manifest[SuitManifestKey.common] = cbor.det_dumps(_ints(common))
+    if reference_uri is not None:
+        manifest[SuitManifestKey.reference_uri] = reference_uri
+    if text is not None:
+        manifest[SuitManifestKey.text] = cbor.det_dumps(dict(text))
+    return cbor.det_dumps(_ints(manifest))
 
 
 def build_manifest(
@@ -81,42 +276,29 @@ def build_manifest(
     uri: str,
     text: Mapping[str, Mapping[Any, Any]] | None = None,
     reference_uri: str | None = None,
+    encryption_info: bytes | None = None,
 ) -> bytes:
-    """Encode a SUIT_Manifest that installs ``payload`` into ``component_id``.
+    """Encode a SUIT_Manifest that installs ``payload`` into ``component_id``
+    (:func:`compose_manifest` with one component).
 
-    :param uri: where fetch finds the payload (``#name`` = integrated).
+    :param payload: the plaintext (its digest and size go in the manifest).
+    :param uri: where fetch finds the payload (``#name`` = integrated), or
+        its ciphertext when ``encryption_info`` is given.
     :param text: a SUIT_Text_Map (language tag -> text keys), kept inline.
+    :param encryption_info: a SUIT_Encryption_Info for the fetched
+        ciphertext (see :func:`teep.suit.encryption.encrypt_payload`).
     :returns: the encoded manifest map (not bstr-wrapped).
     """
-    common: dict[int, Any] = {
-        SuitCommonKey.components: [list(component_id)],
-        SuitCommonKey.shared_sequence: encode_sequence(
-            *_shared(payload, vendor_id, class_id)
-        ),
-    }
-    install = encode_sequence(
-        (SuitCommand.directive_override_parameters, {int(SuitParameter.uri): uri}),
-        (SuitCommand.directive_fetch, _RECORD_ON_FAILURE),
-        (SuitCommand.condition_image_match, REPORT_ALL),
+    spec = ComponentSpec(
+        component_id, payload, uri, vendor_id, class_id, encryption_info
     )
-    manifest: dict[int, Any] = {
-        SuitManifestKey.manifest_version: 1,
-        SuitManifestKey.manifest_sequence_number: sequence_number,
-        SuitManifestKey.common: cbor.det_dumps(_ints(common)),
-        SuitManifestKey.manifest_component_id: list(manifest_component_id),
-        SuitManifestKey.validate: encode_sequence(
-            (SuitCommand.condition_image_match, REPORT_ALL)
-        ),
-        SuitManifestKey.install: install,
-        SuitManifestKey.uninstall: encode_sequence(
-            (SuitCommand.directive_unlink, REPORT_ALL)
-        ),
-    }
-    if reference_uri is not None:
-        manifest[SuitManifestKey.reference_uri] = reference_uri
-    if text is not None:
-        manifest[SuitManifestKey.text] = cbor.det_dumps(dict(text))
-    return cbor.det_dumps(_ints(manifest))
+    return compose_manifest(
+        manifest_component_id=manifest_component_id,
+        sequence_number=sequence_number,
+        components=[spec],
+        text=text,
+        reference_uri=reference_uri,
+    )
 
 
 def build_envelope(
@@ -133,6 +315,8 @@ def build_envelope(
     text: Mapping[str, Mapping[Any, Any]] | None = None,
     reference_uri: str | None = None,
     tagged: bool = False,
+    encrypt_for: Sequence[EncryptionRecipient] = (),
+    content_algorithm: COSEAlgorithm = COSEAlgorithm.A128GCM,
 ) -> bytes:
     """Build a signed SUIT_Envelope that installs ``payload``.
 
@@ -144,12 +328,21 @@ def build_envelope(
         (default ``#tc``, as in the TEEP Protocol's examples).
     :param uri: the fetch URI; required when ``integrated`` is false.
     :param tagged: wrap the envelope in tag 107 (TEEP sends it untagged).
+    :param encrypt_for: encrypt the payload for these device keys or
+        shared KEKs (none: plaintext).
+    :param content_algorithm: the content encryption when encrypting.
     :raises ValueError: if no URI is given for a detached payload.
+    :raises SuitUnsupportedError: for an unsupported algorithm or key.
     """
     if uri is None:
         if not integrated:
             raise ValueError("a payload that is not integrated needs a uri")
         uri = "#tc"
+    info, shipped = None, payload
+    if encrypt_for:
+        info, shipped = encrypt_payload(
+            payload, encrypt_for, content_algorithm=content_algorithm
+        )
     manifest = build_manifest(
         manifest_component_id=manifest_component_id,
         component_id=component_id,
@@ -160,9 +353,10 @@ def build_envelope(
         uri=uri,
         text=text,
         reference_uri=reference_uri,
+        encryption_info=info,
     )
-    extra = {uri: payload} if integrated else {}
-    return _envelope(manifest, signer, extra, tagged)
+    extra = {uri: shipped} if integrated else {}
+    return envelope_of(manifest, signer, extra, tagged)
 
 
 def _auth_wrapper(wrapped_manifest: bytes, signers: list[PrivateKey]) -> bytes:
@@ -171,9 +365,20 @@ def _auth_wrapper(wrapped_manifest: bytes, signers: list[PrivateKey]) -> bytes:
     return cbor.dumps([digest, *blocks])
 
 
-def _envelope(
-    manifest: bytes, signer: PrivateKey, extra: Mapping[Any, Any], tagged: bool
+def envelope_of(
+    manifest: bytes,
+    signer: PrivateKey,
+    integrated: Mapping[Any, bytes] | None = None,
+    tagged: bool = False,
 ) -> bytes:
+    """Sign an encoded manifest and wrap it in an envelope.
+
+    :param integrated: the other envelope members: integrated payloads and
+        dependencies by their ``#name`` keys, severed members by their
+        manifest key.
+    :param tagged: wrap the envelope in tag 107.
+    """
+    extra = dict(integrated or {})
     members: dict[Any, Any] = {
         int(SuitEnvelopeKey.authentication_wrapper): _auth_wrapper(
             cbor.dumps(manifest), [signer]
@@ -211,7 +416,7 @@ def sign_envelope(
     if SuitManifestKey.manifest_version in value:
         # A bare manifest: keep its bytes unless it came with tag 1070.
         bare = data if cbor.peek_tag(data) is None else cbor.det_dumps(value)
-        return _envelope(bare, signer, {}, False)
+        return envelope_of(bare, signer)
     manifest = value[SuitEnvelopeKey.manifest]
     if not isinstance(manifest, bytes):
         raise SuitDecodeError("the manifest member must be a byte string")
@@ -238,3 +443,42 @@ def _resign(old: Any, manifest: bytes, signer: PrivateKey, keep: bool) -> bytes:
             blocks = [b for b in previous[1:] if isinstance(b, bytes)]
     blocks.append(cose.sign1(digest, signer, detached=True))
     return cbor.dumps([digest, *blocks])
+
+
+_SEVER_MIN = 32 + 4
+"""Members shorter than a SHA-256 SUIT_Digest plus 4 bytes stay inline
+(manifest 8.5: severing them would not save anything)."""
+
+
+def sever_envelope(
+    data: bytes,
+    signer: PrivateKey,
+    members: Iterable[int] = SEVERABLE,
+) -> tuple[bytes, tuple[int, ...]]:
+    """Move severable manifest members into the envelope and sign again.
+
+    Each inline member among ``members`` (text, install, payload-fetch,
+    dependency-resolution, candidate-verification) is replaced in the
+    manifest by the SUIT_Digest of its bstr-wrapped bytes and carried in
+    the envelope under the same key, as draft-ietf-suit-manifest section
+    8.5 describes.  The manifest digest changes, so the old authentication
+    blocks are dropped and ``signer`` signs the new manifest.
+
+    :returns: the new envelope and the keys that were severed.
+    :raises SuitDecodeError: if ``data`` is not an envelope.
+    """
+    env = SuitEnvelope.decode(data)
+    manifest = _loads(env.manifest.raw, "suit-manifest")
+    moved: dict[int, bytes] = {}
+    for key in sorted(set(members) & SEVERABLE):
+        member = manifest.get(key)
+        if isinstance(member, bytes) and len(member) >= _SEVER_MIN:
+            moved[key] = member
+            manifest[key] = SuitDigest.of(cbor.dumps(member)).to_cbor()
+    encoded = cbor.det_dumps(manifest)
+    extra: dict[Any, Any] = {
+        k: _loads(v, "severed member") for k, v in env.severable.items()
+    }
+    extra.update(moved)
+    extra.update(env.integrated)
+    return envelope_of(encoded, signer, extra, env.tagged), tuple(moved)

@@ -77,6 +77,11 @@ class SuitAbortError(SuitError):
     reason = SuitReportReason.operation_failed
 
 
+class SuitDecryptionError(SuitAbortError):
+    """An encrypted payload could not be decrypted: no key fits a recipient,
+    or the ciphertext failed authentication."""
+
+
 class SuitNotInstalledError(SuitError):
     """No manifest with the given manifest-component-id is installed."""
 

@@ -21,21 +21,35 @@ Choices where the drafts leave room:
 * the store has one slot per component, so component-slot matches slot 0;
 * process-dependency verifies the dependency (signature, and its digest
   against image-digest) if no condition did so earlier, as the TD and TEEP
-  examples need; it runs with its own parameter table (no hand-over);
+  examples need;
+* a dependent and its dependencies share one parameter table per component
+  identifier, so what the dependent sets for a component (say content and
+  encryption-info, as in the firmware-encryption dependency example) is what
+  the dependency's commands on that component use, and changes persist;
 * unlink removes the component at once (no reference counts);
 * fetch of ``#name`` reads the integrated payload of the same envelope;
   any other URI goes to the injected ``fetch`` callable;
-* encryption-info is refused as unsupported when write or copy would use it.
+* write and copy decrypt with the device's ``decryption_keys`` when
+  encryption-info is set (fetch never decrypts, as the draft says);
+* a component is hashed while it is written, so image-match right after a
+  fetch needs no second pass; otherwise it streams the stored content.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from teep.keys import PublicKey
+from teep.suit.commands import (
+    HANDLERS,
+    SHARED,
+    Fetch,
+    Invocation,
+    digest_param,
+)
+from teep.suit.encryption import DecryptionKey
 from teep.suit.envelope import (
     SuitCommand as Command,
 )
@@ -56,8 +70,10 @@ from teep.suit.errors import (
     SuitRollbackError,
     SuitUnsupportedError,
 )
+from teep.suit.measure import bounded, finish, hasher_for
 from teep.suit.registry import (
     SuitCommand,
+    SuitDigestAlgorithm,
     SuitManifestKey,
     SuitParameter,
     SuitReportingPolicy,
@@ -73,7 +89,6 @@ from teep.suit.store import (
 
 __all__ = ["Invocation", "ProcessResult", "SuitProcessor"]
 
-Fetch = Callable[[str], Iterable[bytes]]
 Authorize = Callable[[PublicKey, ComponentId], bool]
 
 UPDATE = (
@@ -86,7 +101,6 @@ UPDATE = (
 """The Update procedure's sequences, in the order they run."""
 INVOCATION = (SuitManifestKey.validate, SuitManifestKey.load, SuitManifestKey.invoke)
 """The Invocation procedure's sequences."""
-SHARED = 4  # report section number used for the shared sequence (common key)
 
 _POLICY_COMMANDS = frozenset(
     c
@@ -106,16 +120,6 @@ _POLICY_COMMANDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Invocation:
-    """A component the manifest asked to invoke (the device runs it)."""
-
-    component_id: ComponentId
-    """The component to start."""
-    args: bytes | None
-    """suit-parameter-invoke-args, if set."""
-
-
-@dataclass(frozen=True)
 class ProcessResult:
     """What a successful procedure did."""
 
@@ -131,11 +135,22 @@ class ProcessResult:
     """Components unlinked."""
 
 
+@dataclass(frozen=True)
+class _Measure:
+    """A digest and size taken while a component was written."""
+
+    algorithm: int
+    digest: bytes
+    size: int
+
+
 @dataclass
 class _Effects:
     """What the procedure changed, shared by a manifest and its dependencies."""
 
     records: list[SuitRecord] = field(default_factory=list)
+    params: dict[ComponentId, dict[int, Any]] = field(default_factory=dict)
+    measured: dict[ComponentId, _Measure] = field(default_factory=dict)
     written: list[ComponentId] = field(default_factory=list)
     removed: list[ComponentId] = field(default_factory=list)
     invocations: list[Invocation] = field(default_factory=list)
@@ -153,6 +168,11 @@ class SuitProcessor:
     :param authorize: decides whether a signer may install at a
         manifest-component-id (None allows every trusted signer).
     :param max_component_size: largest content a fetch may produce.
+    :param decryption_keys: the device's keys for encrypted payloads: P-256
+        private keys (ECDH-ES + A128KW) and symmetric KEKs (AES-KW).
+    :param default_manifest_component_id: where to record a manifest that
+        names no suit-manifest-component-id (a core-only manifest); None
+        refuses such manifests.
     """
 
     def __init__(
@@ -166,6 +186,8 @@ class SuitProcessor:
         device_ids: Collection[bytes] | None = None,
         authorize: Authorize | None = None,
         max_component_size: int = 64 << 20,
+        decryption_keys: Iterable[DecryptionKey] = (),
+        default_manifest_component_id: ComponentId | None = None,
     ) -> None:
         self.store = store
         self.trust_anchors = list(trust_anchors)
@@ -177,6 +199,8 @@ class SuitProcessor:
         }
         self.authorize = authorize
         self.max_component_size = max_component_size
+        self.decryption_keys = list(decryption_keys)
+        self.default_manifest_component_id = default_manifest_component_id
 
     def install(
         self, envelope: bytes, *, report_nonce: bytes | None = None
@@ -196,7 +220,7 @@ class SuitProcessor:
                     mcid,
                     env.manifest.sequence_number,
                     bytes(envelope),
-                    tuple(dict.fromkeys(effects.written)),
+                    _kept(effects),
                 )
                 txn.record_manifest(installed)
         except SuitError as exc:
@@ -277,7 +301,7 @@ class SuitProcessor:
         )
 
     def _admit(self, env: SuitEnvelope, signer: PublicKey) -> ComponentId:
-        mcid = env.manifest.manifest_component_id
+        mcid = env.manifest.manifest_component_id or self.default_manifest_component_id
         if mcid is None:
             raise SuitUnsupportedError(
                 "a root manifest without manifest-component-id",
@@ -298,6 +322,12 @@ class SuitProcessor:
                 f"than the installed {held.sequence_number}"
             )
         return mcid
+
+
+def _kept(effects: _Effects) -> tuple[ComponentId, ...]:
+    """Components written and still present (a staging copy is not kept)."""
+    gone = set(effects.removed)
+    return tuple(c for c in dict.fromkeys(effects.written) if c not in gone)
 
 
 def _success_report(env: SuitEnvelope, effects: _Effects, nonce: bytes | None) -> bytes:
@@ -358,7 +388,10 @@ class _Interpreter:
         common = env.manifest.common
         self.ids = common.component_ids()
         self.dependencies = common.dependencies
-        self.params: list[dict[int, Any]] = [{} for _ in self.ids]
+        # Equal component ids share one table across the dependency tree.
+        self.params: list[dict[int, Any]] = [
+            effects.params.setdefault(cid, {}) if cid else {} for cid in self.ids
+        ]
         self.current: list[int] = [0]
         self.section = 0
         self.soft_failure = False
@@ -420,7 +453,7 @@ class _Interpreter:
     def _step(self, command: Command, index: int) -> bool:
         try:
             label = SuitCommand(command.label)
-            handler = _HANDLERS[label]
+            handler = HANDLERS[label]
         except (ValueError, KeyError):
             raise self._attach(
                 SuitUnsupportedError(f"command {command.label}"), command, index
@@ -521,15 +554,42 @@ class _Interpreter:
         """The current content of component ``index``."""
         return self.txn.read(self.ids[index])
 
+    def read_chunks(self, index: int) -> Iterator[bytes] | None:
+        """The current content of component ``index``, piece by piece."""
+        return self.txn.read_chunks(self.ids[index])
+
     def store(self, index: int, chunks: Iterable[bytes]) -> None:
-        """Write component ``index``, enforcing image-size while streaming."""
+        """Write component ``index``, enforcing image-size and hashing the
+        content on the way, so that nothing needs a second pass."""
         limit = self.param(index, SuitParameter.image_size)
         if not isinstance(limit, int) or limit > self.proc.max_component_size:
             limit = self.proc.max_component_size
-        self.txn.write(self.ids[index], _bounded(chunks, limit))
+        cid = self.ids[index]
+        self.effects.measured.pop(cid, None)
+        expected = digest_param(self, index)
+        algorithm = expected.algorithm if expected else SuitDigestAlgorithm.sha_256
+        hasher = hasher_for(algorithm)
+        self.txn.write(cid, bounded(chunks, limit, hasher))
+        if hasher is not None:
+            self.effects.measured[cid] = _Measure(
+                algorithm, finish(hasher, algorithm), hasher.size
+            )
         if index not in self.dependencies:
-            self.effects.written.append(self.ids[index])
+            self.effects.written.append(cid)
         self.checked.pop(index, None)
+
+    def measure(self, index: int, algorithm: int) -> tuple[bytes, int] | None:
+        """Digest and size of component ``index`` (None if absent)."""
+        known = self.effects.measured.get(self.ids[index])
+        if known is not None and known.algorithm == algorithm:
+            return known.digest, known.size
+        chunks = self.read_chunks(index)
+        hasher = hasher_for(algorithm)
+        if chunks is None or hasher is None:
+            return None
+        for chunk in chunks:
+            hasher.update(chunk)
+        return finish(hasher, algorithm), hasher.size
 
     def dependency(self, index: int) -> SuitEnvelope:
         """Authenticate the dependency at ``index`` against its digest."""
@@ -537,253 +597,7 @@ class _Interpreter:
         if content is None:
             raise SuitAbortError(f"dependency {index} has not been fetched")
         env, _signer = open_envelope(content, self.proc.trust_anchors)
-        expected = _digest_param(self, index)
+        expected = digest_param(self, index)
         if expected is None or expected != env.digest:
             raise SuitAuthError(f"dependency {index} does not match its image-digest")
         return env
-
-
-def _bounded(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    total = 0
-    try:
-        for chunk in chunks:
-            total += len(chunk)
-            if total > limit:
-                raise SuitAbortError(f"content exceeds {limit} bytes")
-            yield bytes(chunk)
-    except SuitError:
-        raise
-    except Exception as exc:  # the injected fetcher's failures, whatever they are
-        raise SuitAbortError(f"fetch failed: {exc}") from None
-
-
-def _digest_param(run: _Interpreter, index: int) -> SuitDigest | None:
-    raw = run.param(index, SuitParameter.image_digest)
-    if raw is None:
-        return None
-    if not isinstance(raw, bytes):
-        raise SuitDecodeError("image-digest must be a byte string")
-    return SuitDigest.decode(raw)
-
-
-Result = tuple[bool, dict[int, Any] | None]
-_OK: Result = (True, None)
-_FAIL: Result = (False, None)
-
-
-def _identity(key: SuitParameter) -> Callable[[_Interpreter, Any, int], Result]:
-    def check(run: _Interpreter, _arg: Any, index: int) -> Result:
-        value = run.param(index, key)
-        accepted = run.proc.identity[key]
-        if value is None:
-            return _FAIL
-        return (accepted is None or value in accepted), {int(key): value}
-
-    return check
-
-
-def _image_match(run: _Interpreter, _arg: Any, index: int) -> Result:
-    expected = _digest_param(run, index)
-    content = run.read(index)
-    if expected is None or content is None:
-        return _FAIL
-    if index in run.dependencies:
-        # trust-domains 5.2: a dependency's digest is its manifest digest.
-        try:
-            content = _Outer.decode(content).manifest_bytes
-        except SuitError:
-            return _FAIL
-    measured = SuitDigest(expected.algorithm, expected.hash(content))
-    size = run.param(index, SuitParameter.image_size)
-    ok = hmac.compare_digest(measured.value, expected.value)
-    if ok and index not in run.dependencies and isinstance(size, int):
-        ok = size == len(content)
-    if ok and index in run.dependencies:
-        run.checked[index] = run.dependency(index)
-    return ok, {int(SuitParameter.image_digest): measured.encode()}
-
-
-def _component_slot(run: _Interpreter, _arg: Any, index: int) -> Result:
-    return run.param(index, SuitParameter.component_slot) == 0, None
-
-
-def _check_content(run: _Interpreter, _arg: Any, index: int) -> Result:
-    expected = run.param(index, SuitParameter.content)
-    content = run.read(index)
-    if not isinstance(expected, bytes) or content is None:
-        return _FAIL
-    return hmac.compare_digest(expected, content), None
-
-
-def _abort(_run: _Interpreter, _arg: Any, _index: int) -> Result:
-    return _FAIL
-
-
-def _is_dependency(run: _Interpreter, _arg: Any, index: int) -> Result:
-    return index in run.dependencies, None
-
-
-def _dependency_integrity(run: _Interpreter, _arg: Any, index: int) -> Result:
-    if index not in run.dependencies:
-        raise SuitAbortError(f"component {index} is not a dependency")
-    run.checked[index] = run.dependency(index)
-    return _OK
-
-
-def _process_dependency(run: _Interpreter, _arg: Any, index: int) -> Result:
-    # trust-domains 7.7.1: only an authenticated dependency, and never
-    # from the shared sequence.
-    if index not in run.dependencies or run.section == SHARED:
-        raise SuitAbortError(f"cannot process component {index} as a dependency")
-    env = run.checked.get(index)
-    if env is None:
-        # The TD and TEEP examples process a dependency that no condition
-        # checked; like libcsuit, run the full dependency-integrity check
-        # here instead of refusing.
-        env = run.checked[index] = run.dependency(index)
-    child = _Interpreter(run.proc, run.txn, env, run.effects, (*run.path, index))
-    child.run_section(run.section)
-    return _OK
-
-
-def _set_component_index(_run: _Interpreter, _arg: Any, _index: int) -> Result:
-    return _OK  # handled in exec; listed so the label is known
-
-
-def _try_each(run: _Interpreter, arg: Any, index: int) -> Result:
-    if not isinstance(arg, list) or len(arg) < 2:
-        raise SuitDecodeError("try-each needs at least two alternatives")
-    for position, alternative in enumerate(arg):
-        if alternative is None and position == len(arg) - 1:
-            return _OK
-        ok, soft = run.nested(alternative, index, True)
-        if ok:
-            return _OK
-        if not soft:
-            return _FAIL
-    return _FAIL
-
-
-def _run_sequence(run: _Interpreter, arg: Any, index: int) -> Result:
-    ok, soft = run.nested(arg, index, False)
-    # manifest 8.4.10.7: with soft-failure, a failed condition ends the
-    # sequence without failing its caller.
-    return (ok or soft), None
-
-
-def _write(run: _Interpreter, _arg: Any, index: int) -> Result:
-    content = run.need(index, SuitParameter.content)
-    if not isinstance(content, bytes):
-        raise SuitDecodeError("content must be a byte string")
-    _refuse_encryption(run, index)
-    run.store(index, [content])
-    return _OK
-
-
-def _refuse_encryption(run: _Interpreter, index: int) -> None:
-    if run.param(index, SuitParameter.encryption_info) is not None:
-        raise SuitUnsupportedError(
-            "encrypted payloads (encryption-info)",
-            reason=SuitReportReason.parameter_unsupported,
-        )
-
-
-def _fetch(run: _Interpreter, _arg: Any, index: int) -> Result:
-    uri = run.need(index, SuitParameter.uri)
-    if not isinstance(uri, str):
-        raise SuitDecodeError("uri must be a text string")
-    if uri.startswith("#"):
-        payload = run.env.integrated.get(uri)
-        if payload is None:
-            raise SuitAbortError(f"no integrated payload {uri!r} in the envelope")
-        chunks: Iterable[bytes] = [payload]
-    elif run.proc.fetch is None:
-        raise SuitAbortError(f"cannot fetch {uri!r}: no fetcher configured")
-    else:
-        chunks = _call_fetch(run.proc.fetch, uri)
-    run.store(index, chunks)
-    return _OK
-
-
-def _call_fetch(fetch: Fetch, uri: str) -> Iterable[bytes]:
-    try:
-        return fetch(uri)
-    except SuitError:
-        raise
-    except Exception as exc:  # the injected fetcher's failures, whatever they are
-        raise SuitAbortError(f"fetch of {uri!r} failed: {exc}") from None
-
-
-def _source(run: _Interpreter, index: int) -> int:
-    source = run.need(index, SuitParameter.source_component)
-    if not isinstance(source, int) or not 0 <= source < len(run.ids):
-        raise SuitAbortError(f"source-component {source!r} out of range")
-    return source
-
-
-def _copy(run: _Interpreter, _arg: Any, index: int) -> Result:
-    content = run.read(_source(run, index))
-    if content is None:
-        raise SuitAbortError("the source component is empty")
-    _refuse_encryption(run, index)
-    run.store(index, [content])
-    return _OK
-
-
-def _swap(run: _Interpreter, _arg: Any, index: int) -> Result:
-    source = _source(run, index)
-    first, second = run.read(index), run.read(source)
-    if first is None or second is None:
-        raise SuitAbortError("swap needs both components present")
-    run.store(index, [second])
-    run.store(source, [first])
-    return _OK
-
-
-def _invoke(run: _Interpreter, _arg: Any, index: int) -> Result:
-    args = run.param(index, SuitParameter.invoke_args)
-    run.effects.invocations.append(
-        Invocation(run.ids[index], args if isinstance(args, bytes) else None)
-    )
-    return _OK
-
-
-def _unlink(run: _Interpreter, _arg: Any, index: int) -> Result:
-    run.txn.unlink(run.ids[index])
-    run.effects.removed.append(run.ids[index])
-    return _OK
-
-
-def _set_parameters(run: _Interpreter, arg: Any, index: int) -> Result:
-    run.set_params(arg, index, override=False)
-    return _OK
-
-
-def _override_parameters(run: _Interpreter, arg: Any, index: int) -> Result:
-    run.set_params(arg, index, override=True)
-    return _OK
-
-
-_HANDLERS: dict[SuitCommand, Callable[[_Interpreter, Any, int], Result]] = {
-    SuitCommand.condition_vendor_identifier: _identity(SuitParameter.vendor_identifier),
-    SuitCommand.condition_class_identifier: _identity(SuitParameter.class_identifier),
-    SuitCommand.condition_device_identifier: _identity(SuitParameter.device_identifier),
-    SuitCommand.condition_image_match: _image_match,
-    SuitCommand.condition_component_slot: _component_slot,
-    SuitCommand.condition_check_content: _check_content,
-    SuitCommand.condition_abort: _abort,
-    SuitCommand.condition_is_dependency: _is_dependency,
-    SuitCommand.condition_dependency_integrity: _dependency_integrity,
-    SuitCommand.directive_process_dependency: _process_dependency,
-    SuitCommand.directive_set_component_index: _set_component_index,
-    SuitCommand.directive_try_each: _try_each,
-    SuitCommand.directive_run_sequence: _run_sequence,
-    SuitCommand.directive_write: _write,
-    SuitCommand.directive_fetch: _fetch,
-    SuitCommand.directive_copy: _copy,
-    SuitCommand.directive_swap: _swap,
-    SuitCommand.directive_invoke: _invoke,
-    SuitCommand.directive_unlink: _unlink,
-    SuitCommand.directive_set_parameters: _set_parameters,
-    SuitCommand.directive_override_parameters: _override_parameters,
-}

@@ -20,7 +20,12 @@ from teep import cbor
 from teep.errors import DecodeError
 from teep.suit.envelope import SuitDigest
 from teep.suit.errors import SuitDecodeError
-from teep.suit.registry import SuitParameter, SuitReportKey, SuitReportReason
+from teep.suit.registry import (
+    SuitManifestKey,
+    SuitParameter,
+    SuitReportKey,
+    SuitReportReason,
+)
 from teep.suit.store import ComponentId
 
 __all__ = [
@@ -47,6 +52,18 @@ class SuitRecord:
     """The component the command applied to."""
     properties: Mapping[int, Any] = field(default_factory=dict)
     """Measured values, keyed by SuitParameter."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record with names, ready for JSON (bytes as hex)."""
+        return {
+            "manifest-id": list(self.manifest_id),
+            "section": _name(SuitManifestKey, self.manifest_section),
+            "offset": self.section_offset,
+            "component-index": self.component_index,
+            "properties": {
+                _name(SuitParameter, k): _plain(v) for k, v in self.properties.items()
+            },
+        }
 
     def to_cbor(self) -> list[Any]:
         """The record as a CBOR-ready array."""
@@ -112,6 +129,26 @@ class SuitReport:
         """Whether suit-report-result is ``true``."""
         return self.result is None
 
+    def to_json(self) -> dict[str, Any]:
+        """The report with names, ready for JSON (bytes as hex)."""
+        result: Any = "success"
+        if self.result is not None:
+            result = {
+                "reason": _name(SuitReportReason, self.result.reason),
+                "code": self.result.code,
+                "record": self.result.record.to_json(),
+            }
+        return {
+            "manifest-uri": self.manifest_uri,
+            "manifest-digest": _plain(self.manifest_digest.to_cbor()),
+            "nonce": None if self.nonce is None else self.nonce.hex(),
+            "result": result,
+            "records": [
+                r.to_json() if isinstance(r, SuitRecord) else _claims(r)
+                for r in self.records
+            ],
+        }
+
     def encode(self) -> bytes:
         """Encode deterministically."""
         # Members go in the CDDL's order (reference first), as in the
@@ -128,6 +165,31 @@ class SuitReport:
         if self.capability_report is not None:
             report[SuitReportKey.report_capability_report] = self.capability_report
         return cbor.dumps({int(k): v for k, v in report.items()})
+
+
+def _name(registry: Any, value: Any) -> str:
+    try:
+        return str(registry(value).name).replace("_", "-")
+    except ValueError:
+        return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A decoded CBOR value with byte strings as hex, for JSON."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _claims(claims: Mapping[int, Any]) -> dict[str, Any]:
+    return {
+        ("component-id" if k == 0 else _name(SuitParameter, k)): _plain(v)
+        for k, v in claims.items()
+    }
 
 
 def _record(record: SuitRecord | Mapping[int, Any]) -> Any:

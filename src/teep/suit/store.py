@@ -40,6 +40,11 @@ class StoreTransaction(Protocol):
     def read(self, component_id: ComponentId) -> bytes | None:
         """The component's current content in this transaction, if any."""
 
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        """The same content as :meth:`read`, in pieces, for content too large
+        to hold at once.  A store that checks integrity may raise from the
+        iterator, up to its last piece."""
+
     def write(self, component_id: ComponentId, chunks: Iterable[bytes]) -> None:
         """Replace the component's content with the concatenated chunks."""
 
@@ -65,16 +70,27 @@ class ComponentStore(Protocol):
     def read(self, component_id: ComponentId) -> bytes | None:
         """A component's committed content, if present."""
 
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        """A component's committed content in pieces (see
+        :meth:`StoreTransaction.read_chunks`)."""
+
     def transaction(self) -> contextlib.AbstractContextManager[StoreTransaction]:
         """Open a transaction; it commits when the block ends without an
         exception and is abandoned otherwise."""
 
 
+_Pieces = tuple[bytes, ...]
+
+
 class MemoryComponentStore:
-    """A :class:`ComponentStore` held in memory."""
+    """A :class:`ComponentStore` held in memory.
+
+    Content is kept as the pieces it was written in: joining them would
+    briefly need twice the memory, and a streaming reader does not need it.
+    """
 
     def __init__(self) -> None:
-        self._components: dict[ComponentId, bytes] = {}
+        self._components: dict[ComponentId, _Pieces] = {}
         self._manifests: dict[ComponentId, InstalledManifest] = {}
 
     def manifests(self) -> list[InstalledManifest]:
@@ -84,7 +100,11 @@ class MemoryComponentStore:
         return self._manifests.get(manifest_component_id)
 
     def read(self, component_id: ComponentId) -> bytes | None:
-        return self._components.get(component_id)
+        return _joined(self._components.get(component_id))
+
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        pieces = self._components.get(component_id)
+        return None if pieces is None else iter(pieces)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
@@ -97,17 +117,21 @@ class MemoryComponentStore:
 class _MemoryTransaction:
     def __init__(
         self,
-        components: dict[ComponentId, bytes],
+        components: dict[ComponentId, _Pieces],
         manifests: dict[ComponentId, InstalledManifest],
     ) -> None:
         self.components = components
         self.manifests = manifests
 
     def read(self, component_id: ComponentId) -> bytes | None:
-        return self.components.get(component_id)
+        return _joined(self.components.get(component_id))
+
+    def read_chunks(self, component_id: ComponentId) -> Iterator[bytes] | None:
+        pieces = self.components.get(component_id)
+        return None if pieces is None else iter(pieces)
 
     def write(self, component_id: ComponentId, chunks: Iterable[bytes]) -> None:
-        self.components[component_id] = b"".join(chunks)
+        self.components[component_id] = tuple(bytes(c) for c in chunks if c) or (b"",)
 
     def unlink(self, component_id: ComponentId) -> None:
         self.components.pop(component_id, None)
@@ -117,3 +141,9 @@ class _MemoryTransaction:
 
     def remove_manifest(self, manifest_component_id: ComponentId) -> None:
         self.manifests.pop(manifest_component_id, None)
+
+
+def _joined(pieces: _Pieces | None) -> bytes | None:
+    if pieces is None:
+        return None
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

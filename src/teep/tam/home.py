@@ -18,15 +18,18 @@ from pathlib import Path
 
 from teep.errors import ConfigError
 from teep.keys import KeyKind, PrivateKey
-from teep.protocol.registry import FINAL, PRE_RFC, Dialect
-from teep.protocol.tam import TAM, TAMConfig, ordered_keys
+from teep.protocol.registry import FINAL, PRE_RFC, Dialect, FreshnessMechanism
+from teep.protocol.tam import TAM, Attester, TAMConfig, ordered_keys
+from teep.tam.attester import tam_attester
 from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
+from teep.verifier.tam_settings import TAMAttestationSettings
 
 __all__ = ["TAMHome", "TAMSettings"]
 
 SETTINGS = "tam.json"
 KEY_FILES = {KeyKind.P256: "tam-p256.pem", KeyKind.ED25519: "tam-ed25519.pem"}
+ATTESTATION_KEY_FILE = "tam-attestation.pem"
 
 
 @dataclass
@@ -43,6 +46,25 @@ class TAMSettings:
         default_factory=lambda: {"/tam": FINAL.name, "/tam/pre-rfc": PRE_RFC.name}
     )
     """URL path -> numbering spoken there."""
+    freshness: str = "nonce"
+    """How QueryRequests ask for fresh Evidence: ``nonce`` (a challenge) or
+    ``timestamp`` (no challenge; the Evidence's ``iat`` must be recent)."""
+    workers: int = 1
+    """Processes ``teep tam serve`` runs, sharing the socket and database."""
+    max_body: int = 256 * 1024
+    """Largest request body accepted, in bytes."""
+    read_timeout: float = 10.0
+    """Seconds a client has to send a whole request body."""
+    connect_rate: float = 5.0
+    """New sessions (empty POSTs) per second per client address, per worker;
+    0 turns the limit off."""
+    connect_burst: int = 20
+    """New sessions one client address may open at once."""
+    max_outstanding_challenges: int = 100_000
+    """Unanswered challenges the TAM holds before refusing new sessions (0: no cap)."""
+    attestation: dict[str, object] = field(default_factory=dict)
+    """Verifier, trusted Verifier keys, encryption and policy; the keys are
+    described in :mod:`teep.verifier.tam_settings`."""
 
 
 class TAMHome:
@@ -68,6 +90,12 @@ class TAMHome:
             (folder / "keys" / name.replace(".pem", ".pub.pem")).write_bytes(
                 key.public.to_pem()
             )
+        # The TAM's attestation key, apart from its TEEP keys (teep-protocol
+        # 5.1: the TAM's Evidence is not signed with a TEEP signing key).
+        attestation = PrivateKey.generate(KeyKind.P256)
+        attestation.save(folder / "keys" / ATTESTATION_KEY_FILE)
+        public = folder / "keys" / ATTESTATION_KEY_FILE.replace(".pem", ".pub.pem")
+        public.write_bytes(attestation.public.to_pem())
         settings = TAMSettings(database=database, port=port)
         (folder / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
         home = cls(folder, settings)
@@ -103,6 +131,20 @@ class TAMHome:
         ]
         return ordered_keys(found)
 
+    def attester(self) -> Attester | None:
+        """The TAM's own attestation (``keys/tam-attestation.pem``), if any."""
+        path = self.path / "keys" / ATTESTATION_KEY_FILE
+        if not path.exists():
+            return None
+        return tam_attester(PrivateKey.load(path))
+
+    def attestation_settings(self) -> TAMAttestationSettings:
+        """The ``attestation`` settings, checked.
+
+        :raises ConfigError: if they are malformed.
+        """
+        return TAMAttestationSettings.load(self.path, self.settings.attestation)
+
     def public_key_files(self) -> list[Path]:
         """The public key files devices must trust."""
         return [
@@ -125,9 +167,21 @@ class TAMHome:
                 dialect=dialect,
                 challenge_ttl=service.challenge_ttl,
                 token_ttl=service.token_ttl,
+                freshness=_freshness(self.settings.freshness),
+                attester=self.attester(),
+                query_extensions=self.attestation_settings().query_extensions(),
             )
             result[path] = TAM(config, service)
         return result
+
+
+def _freshness(name: str) -> FreshnessMechanism:
+    try:
+        return FreshnessMechanism[name.upper()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown freshness {name!r} in tam.json (use nonce or timestamp)"
+        ) from None
 
 
 def _dialect(name: str) -> Dialect:

@@ -19,13 +19,22 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from teep import cbor, components, cose
-from teep.attestation.verifier import Endorsement, ReferenceValues, Verifier
+from teep import cbor, components
+from teep.attestation.ar4si import TrustTier
+from teep.attestation.policy import QUARANTINED, AttestationPolicy
+from teep.attestation.relying_party import RelyingParty
+from teep.attestation.verifier import (
+    Appraisal,
+    AttestationVerifier,
+    Endorsement,
+    ReferenceValues,
+    Verifier,
+)
 from teep.errors import ConfigError, TeepError
-from teep.keys import PublicKey
+from teep.keys import PrivateKey, PublicKey
 from teep.protocol.messages import Error, QueryResponse, Success
 from teep.protocol.tam import Appraised, Plan, TAMHost
 from teep.suit.envelope import SuitEnvelope, open_envelope
@@ -39,8 +48,6 @@ __all__ = ["TAMService", "add_component", "image_digest"]
 log = logging.getLogger("teep.tam")
 
 SHA256 = -16
-EAT_NONCE = 10
-CNF = 8
 
 
 @dataclass
@@ -55,6 +62,15 @@ class TAMService(TAMHost):
     """Lifetime of a challenge."""
     token_ttl: float = 6 * 3600.0
     """Lifetime of an Update's token."""
+    attestation_verifier: AttestationVerifier | None = None
+    """The Verifier Evidence goes to; None: the built-in one over the
+    attestation keys in the store."""
+    verifier_keys: tuple[PublicKey, ...] = ()
+    """Verifier keys whose Attestation Results (passport model) are trusted."""
+    decryption_key: PrivateKey | None = None
+    """The TAM's key-agreement key, if it accepts encrypted payloads."""
+    policy: AttestationPolicy = field(default_factory=AttestationPolicy)
+    """What each appraisal status allows."""
 
     # -- one-time values -----------------------------------------------------
 
@@ -92,7 +108,7 @@ class TAMService(TAMHost):
         """
         if response.attestation_payload is None:
             return None
-        key = _cnf_key(response.attestation_payload)
+        key = self.relying_party().cnf_key(response.attestation_payload)
         if key is None or key.thumbprint != kid:
             return None
         return key
@@ -111,18 +127,24 @@ class TAMService(TAMHost):
             )
         return Verifier(endorsements, [ReferenceValues()])
 
+    def relying_party(self) -> RelyingParty:
+        """How attestation payloads are opened, routed and checked."""
+        return RelyingParty(
+            self.attestation_verifier or self.verifier(),
+            self.verifier_keys,
+            self.decryption_key,
+        )
+
     def session_nonce(self, payload: bytes, payload_format: str | None) -> bytes | None:
         """The eat_nonce of an EAT, read without verification (the Verifier
         checks the same nonce under the signature)."""
-        claims = _unverified_claims(payload)
-        nonce = claims.get(EAT_NONCE) if claims is not None else None
-        return nonce if isinstance(nonce, bytes) else None
+        return self.relying_party().session_nonce(payload)
 
     def appraise(
         self,
         evidence: bytes | None,
         payload_format: str | None,
-        nonce: bytes,
+        nonce: bytes | None,
         agent_key: PublicKey,
     ) -> Appraised:
         now = self.clock()
@@ -130,16 +152,12 @@ class TAMService(TAMHost):
         if evidence is None:
             verdict = Appraised(False, "none", "no Evidence in the QueryResponse")
         else:
-            result = self.verifier().appraise(
-                evidence, nonce=nonce, cnf_key=agent_key, now=now
+            result = self.relying_party().appraise(
+                evidence, payload_format, nonce=nonce, agent_key=agent_key, now=now
             )
-            attested = None
-            if result.claims is not None:
-                attested = frozenset(m.digest for m in result.claims.manifests) or None
-            verdict = Appraised(
-                result.affirming, result.status.name, result.reason, attested
-            )
-            if result.affirming and result.claims is not None:
+            verdict = self._judge(result, kid)
+            verified = (TrustTier.affirming, TrustTier.warning)
+            if result.status in verified and result.claims is not None:
                 self.store.upsert_device(
                     kid,
                     cose_key=cbor.det_dumps(agent_key.cose_key()),
@@ -147,9 +165,18 @@ class TAMService(TAMHost):
                     hwmodel=result.claims.hwmodel,
                     now=now,
                 )
-        known = self.store.get_device(kid) is not None
+        record = self.store.get_device(kid)
+        known = record is not None
         device = kid if known else None
-        detail = {"nonce": nonce[:4].hex(), "agent_key": kid.hex()}
+        if record is not None and record.status == QUARANTINED:
+            # The policy's quarantine holds until an operator releases it.
+            reason = f"{verdict.status}: {verdict.reason}"
+            verdict = Appraised(False, QUARANTINED, reason)
+        detail = {
+            "nonce": (nonce or b"")[:4].hex(),
+            "agent_key": kid.hex(),
+            "rule": self.policy.decide(verdict.status).rule,
+        }
         self.store.record_appraisal(
             device, status=verdict.status, reason=verdict.reason, detail=detail, now=now
         )
@@ -160,6 +187,20 @@ class TAMService(TAMHost):
                 device, kind="attestation-failed", message=verdict.reason, now=now
             )
         return verdict
+
+    def _judge(self, result: Appraisal, kid: bytes) -> Appraised:
+        """The verdict the policy gives an appraisal."""
+        decision = self.policy.decide(result.status)
+        # Removing components needs a device record; an unknown device whose
+        # attestation failed is simply refused.
+        serve = decision.serve and (
+            decision.install or self.store.get_device(kid) is not None
+        )
+        status = QUARANTINED if decision.quarantine else result.status.name
+        attested = None
+        if result.claims is not None:
+            attested = frozenset(m.digest for m in result.claims.manifests) or None
+        return Appraised(serve, status, result.reason, attested)
 
     # -- policy ------------------------------------------------------------------
 
@@ -172,10 +213,14 @@ class TAMService(TAMHost):
         self._note_requests(device, response)
         held = _held_digests(response)
         holds = _Holdings(held, verdict.manifests or frozenset(), self._versions())
+        decision = self.policy.decide(verdict.status)
         required = {c.name: c for c in self.store.required_components(device)}
+        if decision.remove_managed:
+            # A contraindicated device keeps none of the TAM's components.
+            required = {}
         install = []
         for name, component in sorted(required.items()):
-            if not holds.has(component):
+            if decision.install and not holds.has(component):
                 install.append((name, component.envelope))
         unneeded = []
         for component in self.store.list_components():
@@ -244,6 +289,11 @@ class TAMService(TAMHost):
                 kid, "update-failed", f"{message.err_code}: {message.err_msg or ''}"
             )
 
+    def agent_error(self, agent_key: PublicKey, error: Error) -> None:
+        """Record an Error the Agent sent in answer to a QueryRequest."""
+        reason = f"{error.err_code}: {error.err_msg or ''}"
+        self._event(agent_key.thumbprint, "agent-error", reason)
+
     def _applied(self, kid: bytes, session: dict[str, Any]) -> None:
         """Bring the device's record up to date after a Success."""
         installed = [n for n in session.get("install", []) if isinstance(n, str)]
@@ -305,6 +355,7 @@ def add_component(
     teep's naming gives ``name``.
 
     :raises ConfigError: if any of that does not hold.
+    :raises StaleVersionError: if a version as new is already catalogued.
     """
     components.validate_name(name)
     signers = [
@@ -335,6 +386,7 @@ def add_component(
         envelope=envelope,
         signer_kid=signer.thumbprint,
         now=now,
+        newer_only=True,
     )
 
 
@@ -386,30 +438,6 @@ def _held_digests(response: QueryResponse) -> dict[ComponentId, bytes]:
         value = _digest_param({3: digest}) if isinstance(digest, bytes) else None
         held[cid] = value or b""
     return held
-
-
-def _unverified_claims(token: bytes) -> dict[Any, Any] | None:
-    """The claims map inside a COSE_Sign1 CWT, without verification."""
-    try:
-        parsed = cose.parse(token)
-        if parsed.payload is None:
-            return None
-        claims = cbor.loads(parsed.payload, tags=frozenset())
-    except TeepError:
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def _cnf_key(evidence: bytes) -> PublicKey | None:
-    """The COSE_Key in an Evidence's cnf claim, read without verification."""
-    claims = _unverified_claims(evidence)
-    cnf = claims.get(CNF) if claims is not None else None
-    if not isinstance(cnf, dict) or not isinstance(cnf.get(1), dict):
-        return None
-    try:
-        return PublicKey.from_cose_key(cnf[1])
-    except TeepError:
-        return None
 
 
 def payload_digest(payload: bytes) -> bytes:

@@ -103,6 +103,7 @@ __all__ = [
     "PolicyRecord",
     "SchemaMismatchError",
     "SignerKeyRecord",
+    "StaleVersionError",
     "SuitReportRecord",
     "TAMStore",
     "normalise_selector",
@@ -143,6 +144,10 @@ class DatabaseUnavailableError(StoreError):
 
 class SchemaMismatchError(StoreError):
     """The database schema is not the one this version of teep expects."""
+
+
+class StaleVersionError(StoreError):
+    """A component version is not newer than one already catalogued."""
 
 
 # engines and migrations
@@ -420,6 +425,39 @@ class TAMStore:
             session.execute(stmt)
             return to_record(DeviceRecord, _device(session, kid))
 
+    def add_devices(self, devices: Sequence[DeviceRecord]) -> int:
+        """Store many devices in one transaction; kids already stored are
+        skipped.  Returns how many were added.
+
+        Meant for imports (pre-registered devices, another TAM's registry,
+        load tests); sessions enroll devices one by one with
+        :meth:`upsert_device`.
+        """
+        rows = [
+            {
+                "kid": d.kid,
+                "cose_key": d.cose_key,
+                "ueid": d.ueid,
+                "hwmodel": d.hwmodel,
+                "numbering": _bounded("numbering", d.numbering, 16),
+                "label": d.label,
+                "status": _bounded("status", d.status, 32),
+                "status_reason": d.status_reason,
+                "status_at": d.status_at,
+                "first_seen": d.first_seen,
+                "last_seen": d.last_seen,
+            }
+            for d in devices
+        ]
+        if not rows:
+            return 0
+        stmt = self._insert(Device).on_conflict_do_nothing(index_elements=[Device.kid])
+        counted = select(func.count()).select_from(Device)
+        with self._tx("import devices") as session:
+            before = session.scalar(counted) or 0
+            session.execute(stmt, rows)
+            return (session.scalar(counted) or 0) - before
+
     def get_device(self, kid: bytes) -> DeviceRecord | None:
         """The device with this kid, or None."""
         with self._tx("read a device", write=False) as session:
@@ -547,12 +585,19 @@ class TAMStore:
         envelope: bytes,
         signer_kid: bytes,
         now: float,
+        newer_only: bool = False,
     ) -> ComponentRecord:
         """Add a version of a Trusted Component to the catalogue.
+
+        With ``newer_only``, the version must have a greater sequence number
+        than every version of the component already catalogued: devices
+        refuse a rollback anyway, and a TAM that offered one would send it
+        again at every session.
 
         Raises:
             AlreadyExistsError: this name already has this sequence number,
                 or the manifest component id belongs to another name.
+            StaleVersionError: ``newer_only`` and a version as new exists.
             StoreError: the sequence number is outside 0..2^63-1.
         """
         row = Component(
@@ -576,6 +621,8 @@ class TAMStore:
                 raise AlreadyExistsError(
                     f"this manifest belongs to component {other!r}"
                 )
+            if newer_only:
+                _check_newer(session, name, sequence_number)
             session.add(row)
         return to_record(ComponentRecord, row)
 
@@ -962,6 +1009,19 @@ def _device(session: Session, kid: bytes) -> Device:
     if row is None:
         raise NotFoundError(f"no device with kid {kid.hex()[:16]}")
     return row
+
+
+def _check_newer(session: Session, name: str, sequence_number: int) -> None:
+    # SUIT anti-rollback: devices reject a sequence number that is not
+    # strictly greater, so the catalogue refuses such a version up front.
+    top = session.scalar(
+        select(func.max(Component.sequence_number)).where(Component.name == name)
+    )
+    if top is not None and sequence_number <= top:
+        raise StaleVersionError(
+            f"component {name!r} already has sequence number {top}; "
+            f"{sequence_number} would be a rollback"
+        )
 
 
 def _where(session: Session, *criteria: Any, model: Any = Device) -> list[Any]:

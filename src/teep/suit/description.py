@@ -1,0 +1,395 @@
+"""Readable manifest descriptions (TOML) for ``teep manifest create``.
+
+A description names the manifest (``name`` for teep's layout, or an
+explicit ``manifest-component-id``), its ``sequence-number``, one or more
+``[[component]]`` tables (payload file, fetch URI, vendor and class ids),
+and optionally ``[encryption]`` (a device public key for ECDH-ES, or a
+shared AES-KW KEK), ``[dependency]`` (the envelope this manifest depends
+on, as Personalization Data depends on its TA manifest) and ``[text]``.
+``docs/manifests.md`` documents every field with a full example.
+
+tomllib reports no positions for values, so every error names the field
+and finds the line that sets it in the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from teep import components as names
+from teep.errors import ConfigError, KeyLoadError
+from teep.keys import COSEAlgorithm, PublicKey
+from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
+from teep.suit.encryption import (
+    CONTENT_ALGORITHMS,
+    EncryptionRecipient,
+    SymmetricKEK,
+    encrypt_payload,
+)
+from teep.suit.envelope import SuitEnvelope
+from teep.suit.errors import SuitError
+from teep.suit.registry import SuitTextComponentKey, SuitTextKey
+from teep.suit.store import ComponentId
+
+__all__ = ["DescriptionError", "ManifestDescription", "load_description"]
+
+_TOP = {
+    "name",
+    "manifest-component-id",
+    "sequence-number",
+    "reference-uri",
+    "tagged",
+    "signer",
+    "component",
+    "encryption",
+    "dependency",
+    "text",
+}
+_COMPONENT = {"id", "payload", "uri", "ciphertext", "vendor-id", "class-id", "text"}
+_ENCRYPTION = {"recipient", "kek", "kek-id", "algorithm"}
+_DEPENDENCY = {"envelope", "uri"}
+_MANIFEST_TEXT = {k.name.replace("_", "-"): k for k in SuitTextKey}
+_COMPONENT_TEXT = {k.name.replace("_", "-"): k for k in SuitTextComponentKey}
+_UUID_HEX = re.compile(r"[0-9a-fA-F]{32}")
+
+
+Where = tuple[str, int | None, str | None]
+"""A field's place: table name, index among ``[[table]]``s, key."""
+
+
+class DescriptionError(ConfigError):
+    """A manifest description is wrong; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class ManifestDescription:
+    """A parsed description, ready to build."""
+
+    manifest_component_id: ComponentId
+    """Where the device records the manifest."""
+    sequence_number: int
+    """suit-manifest-sequence-number."""
+    components: tuple[ComponentSpec, ...]
+    """The components, payloads read (and encrypted when asked)."""
+    integrated: Mapping[str, bytes]
+    """Envelope members under ``#name`` keys (payloads, a dependency)."""
+    detached: Mapping[Path, bytes]
+    """Files to publish beside the envelope (fetched ciphertexts)."""
+    dependency: DependencySpec | None = None
+    """The manifest this one depends on, if any."""
+    text: Mapping[str, Mapping[Any, Any]] | None = None
+    """The SUIT_Text_Map, if any."""
+    reference_uri: str | None = None
+    """suit-reference-uri, if any."""
+    tagged: bool = False
+    """Whether to emit tag 107."""
+    signer: Path | None = None
+    """The signing key file named by the description, if any."""
+    encrypted: tuple[str, ...] = field(default_factory=tuple)
+    """Component ids (displayed) whose payload is encrypted."""
+
+    def manifest(self) -> bytes:
+        """The encoded SUIT_Manifest."""
+        return compose_manifest(
+            manifest_component_id=self.manifest_component_id,
+            sequence_number=self.sequence_number,
+            components=self.components,
+            dependency=self.dependency,
+            text=self.text,
+            reference_uri=self.reference_uri,
+        )
+
+
+class _Context:
+    """The description's text and path, for error messages with lines."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def error(self, where: Where, message: str) -> NoReturn:
+        table, index, key = where
+        label = ".".join(
+            p for p in (table + (f"[{index}]" if index is not None else ""), key) if p
+        )
+        line = self.line_of(table, index, key)
+        raise DescriptionError(f"{self.path}:{line}: {label}: {message}")
+
+    def line_of(self, table: str, index: int | None, key: str | None) -> int:
+        """The line that sets ``key`` in ``[table]`` (or its ``index``-th
+        ``[[table]]``); the table header, or 1, if not found."""
+        current, count, header = "", -1, 1
+        pattern = re.compile(rf"^\s*\"?{re.escape(key or '')}\"?\s*=") if key else None
+        for number, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            heading = re.match(r"^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?", line)
+            if heading:
+                current = heading.group(1)
+                if current == table:
+                    count += 1
+                    if index is None or count == index:
+                        header = number
+                continue
+            in_table = current == table and (index is None or count == index)
+            if in_table and pattern is not None and pattern.match(raw):
+                return number
+        return header
+
+
+def load_description(path: str | Path) -> ManifestDescription:
+    """Read a TOML description and the files it names (relative to it).
+
+    :raises DescriptionError: if anything in it is missing or wrong, with
+        the file, line and field in the message.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DescriptionError(f"cannot read {source}: {exc}") from None
+    try:
+        value = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DescriptionError(f"{source}: not valid TOML: {exc}") from None
+    return _Parser(_Context(source, text), source.parent).parse(value)
+
+
+class _Parser:
+    def __init__(self, ctx: _Context, base: Path) -> None:
+        self.ctx = ctx
+        self.base = base
+        self.integrated: dict[str, bytes] = {}
+        self.detached: dict[Path, bytes] = {}
+        self.encrypted: list[str] = []
+
+    def parse(self, doc: dict[str, Any]) -> ManifestDescription:
+        self._known(doc, _TOP, "")
+        name = self._opt(doc, "name", str, ("", None, "name"))
+        mcid = self._manifest_id(doc, name)
+        seq = doc.get("sequence-number")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            self.ctx.error(("", None, "sequence-number"), "must be an integer >= 0")
+        recipients, alg = self._encryption(doc.get("encryption"))
+        tables = doc.get("component")
+        if not isinstance(tables, list) or not tables:
+            self.ctx.error(("", None, "component"), "at least one [[component]]")
+        specs = [
+            self._component(t, i, name, recipients, alg) for i, t in enumerate(tables)
+        ]
+        signer = self._opt(doc, "signer", str, ("", None, "signer"))
+        return ManifestDescription(
+            manifest_component_id=mcid,
+            sequence_number=seq,
+            components=tuple(specs),
+            integrated=self.integrated,
+            detached=self.detached,
+            dependency=self._dependency(doc.get("dependency")),
+            text=self._text(doc.get("text"), tables, specs),
+            reference_uri=self._opt(
+                doc, "reference-uri", str, ("", None, "reference-uri")
+            ),
+            tagged=bool(self._opt(doc, "tagged", bool, ("", None, "tagged"))),
+            signer=None if signer is None else self.base / signer,
+            encrypted=tuple(self.encrypted),
+        )
+
+    # -- helpers
+
+    def _known(
+        self, table: Any, allowed: set[str], name: str, index: int | None = None
+    ) -> None:
+        if not isinstance(table, dict):
+            self.ctx.error((name, index, None), "must be a table")
+        for key in table:
+            if key not in allowed:
+                self.ctx.error((name, index, key), "unknown field")
+
+    def _opt(self, table: dict[str, Any], key: str, kind: type, where: Where) -> Any:
+        value = table.get(key)
+        if value is not None and not isinstance(value, kind):
+            self.ctx.error(where, f"must be a {kind.__name__}")
+        return value
+
+    def _file(self, name: Any, where: Where) -> bytes:
+        if not isinstance(name, str) or not name:
+            self.ctx.error(where, "must name a file")
+        try:
+            return (self.base / name).read_bytes()
+        except OSError as exc:
+            return self.ctx.error(where, f"cannot read {name}: {exc.strerror or exc}")
+
+    def _ident(self, value: Any, where: Where) -> ComponentId:
+        if not isinstance(value, list):
+            self.ctx.error(where, "must be an array of strings or {hex = ...}")
+        parts: list[bytes] = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append(part.encode())
+            elif isinstance(part, dict) and isinstance(part.get("hex"), str):
+                try:
+                    parts.append(bytes.fromhex(part["hex"]))
+                except ValueError:
+                    self.ctx.error(where, f"{part['hex']!r} is not hex")
+            else:
+                self.ctx.error(where, "elements are strings or {hex = ...}")
+        return tuple(parts)
+
+    def _manifest_id(self, doc: dict[str, Any], name: str | None) -> ComponentId:
+        where = ("", None, "manifest-component-id")
+        if "manifest-component-id" in doc:
+            return self._ident(doc["manifest-component-id"], where)
+        if name is None:
+            self.ctx.error(("", None, "name"), "give name or manifest-component-id")
+        try:
+            return names.manifest_id(name)
+        except ConfigError as exc:
+            return self.ctx.error(("", None, "name"), str(exc))
+
+    def _component(
+        self,
+        table: Any,
+        index: int,
+        name: str | None,
+        recipients: list[EncryptionRecipient],
+        alg: COSEAlgorithm,
+    ) -> ComponentSpec:
+        self._known(table, _COMPONENT, "component", index)
+
+        def at(key: str) -> Where:
+            return ("component", index, key)
+
+        if "id" in table:
+            cid = self._ident(table["id"], at("id"))
+        elif name is not None and index == 0:
+            cid = names.component_id(name)
+        else:
+            cid = self.ctx.error(
+                at("id"), "missing (only the first may default to name)"
+            )
+        payload = self._file(table.get("payload"), at("payload"))
+        uri = self._opt(table, "uri", str, at("uri")) or (
+            "#tc" if index == 0 else f"#tc{index}"
+        )
+        shipped, info = payload, None
+        if recipients:
+            try:
+                info, shipped = encrypt_payload(
+                    payload, recipients, content_algorithm=alg
+                )
+            except SuitError as exc:
+                self.ctx.error(("encryption", None, None), str(exc))
+            self.encrypted.append(names.display(cid))
+        if uri.startswith("#"):
+            self.integrated[uri] = shipped
+        elif info is not None:
+            out = self._opt(table, "ciphertext", str, at("ciphertext"))
+            target = self.base / (out or f"{table['payload']}.enc")
+            self.detached[target] = shipped
+        vendor = self._vendor(table.get("vendor-id"), at("vendor-id"))
+        klass = self._class(table.get("class-id"), vendor, at("class-id"))
+        return ComponentSpec(cid, payload, uri, vendor, klass, info)
+
+    def _vendor(self, value: Any, where: Where) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.ctx.error(where, "a domain name or 32 hex digits")
+        if _UUID_HEX.fullmatch(value):
+            return bytes.fromhex(value)
+        # manifest 8.4.8.1: vendor id = UUID5(DNS namespace, vendor domain).
+        return uuid.uuid5(uuid.NAMESPACE_DNS, value).bytes
+
+    def _class(self, value: Any, vendor: bytes | None, where: Where) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.ctx.error(where, "a model name or 32 hex digits")
+        if _UUID_HEX.fullmatch(value):
+            return bytes.fromhex(value)
+        if vendor is None:
+            self.ctx.error(where, "a class id by name needs vendor-id")
+        # manifest 8.4.8.2: class id = UUID5(vendor id, model info).
+        return uuid.uuid5(uuid.UUID(bytes=vendor), value).bytes
+
+    def _encryption(
+        self, table: Any
+    ) -> tuple[list[EncryptionRecipient], COSEAlgorithm]:
+        if table is None:
+            return [], COSEAlgorithm.A128GCM
+        self._known(table, _ENCRYPTION, "encryption")
+
+        def at(key: str) -> Where:
+            return ("encryption", None, key)
+
+        recipients: list[EncryptionRecipient] = []
+        if "recipient" in table:
+            data = self._file(table["recipient"], at("recipient"))
+            try:
+                recipients.append(PublicKey.from_bytes(data))
+            except KeyLoadError as exc:
+                self.ctx.error(at("recipient"), str(exc))
+        if "kek" in table:
+            recipients.append(self._kek(table, at))
+        if not recipients:
+            self.ctx.error(("encryption", None, None), "give recipient or kek")
+        alg_name = self._opt(table, "algorithm", str, at("algorithm")) or "A128GCM"
+        algs = {a.name.replace("_", "/"): a for a in CONTENT_ALGORITHMS}
+        alg = algs.get(alg_name.upper())
+        if alg is None:
+            self.ctx.error(at("algorithm"), f"one of {', '.join(sorted(algs))}")
+        return recipients, alg
+
+    def _kek(self, table: dict[str, Any], at: Any) -> SymmetricKEK:
+        raw = table["kek"]
+        try:
+            key = bytes.fromhex(raw) if isinstance(raw, str) else None
+        except ValueError:
+            key = None
+        if key is None or len(key) not in (16, 32):
+            self.ctx.error(at("kek"), "16 or 32 bytes in hex")
+        kid = self._opt(table, "kek-id", str, at("kek-id"))
+        return SymmetricKEK(key, None if kid is None else kid.encode())
+
+    def _dependency(self, table: Any) -> DependencySpec | None:
+        if table is None:
+            return None
+        self._known(table, _DEPENDENCY, "dependency")
+        where = ("dependency", None, "envelope")
+        envelope = self._file(table.get("envelope"), where)
+        try:
+            mcid = SuitEnvelope.decode(envelope).manifest.manifest_component_id
+        except SuitError as exc:
+            return self.ctx.error(where, f"not a SUIT envelope: {exc}")
+        if mcid is None:
+            self.ctx.error(where, "the dependency has no manifest-component-id")
+        uri = self._opt(table, "uri", str, ("dependency", None, "uri")) or "#dependency"
+        if uri.startswith("#"):
+            self.integrated[uri] = envelope
+        return DependencySpec(mcid, envelope, uri)
+
+    def _text(
+        self, table: Any, tables: list[Any], specs: list[ComponentSpec]
+    ) -> dict[str, Any] | None:
+        entries: dict[Any, Any] = {}
+        if table is not None:
+            self._known(table, set(_MANIFEST_TEXT), "text")
+            for key, value in table.items():
+                if not isinstance(value, str):
+                    self.ctx.error(("text", None, key), "must be a string")
+                entries[int(_MANIFEST_TEXT[key])] = value
+        for index, (raw, spec) in enumerate(zip(tables, specs, strict=True)):
+            sub = raw.get("text")
+            if sub is None:
+                continue
+            self._known(sub, set(_COMPONENT_TEXT), f"component[{index}].text")
+            entries[spec.component_id] = {
+                int(_COMPONENT_TEXT[k]): v for k, v in sub.items() if isinstance(v, str)
+            }
+        # manifest 8.4.4: the text map is keyed by language tag first.
+        return {"en-US": entries} if entries else None

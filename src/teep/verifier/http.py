@@ -1,0 +1,259 @@
+"""The Verifier service over HTTP (aiohttp), in the Veraison API's shape.
+
+==========================================  =================================
+request                                     response
+==========================================  =================================
+POST /challenge-response/v1/newSession      201, relative ``Location:
+  ?nonce=B64URL | ?nonceSize=N              session/ID``, session JSON
+POST /challenge-response/v1/session/ID      200, session JSON with the EAR
+  Content-Type: Evidence media type         (415 + ``Accept`` if the type is
+                                            not appraised)
+GET /challenge-response/v1/session/ID       200, session JSON
+DELETE /challenge-response/v1/session/ID    204
+GET /.well-known/veraison/verification      discovery JSON (EAR key as JWK)
+POST /teep/v1/appraise?nonce=B64URL         200, the EAR itself
+  Content-Type: Evidence media type         (``application/eat+cwt; eat_profile=
+                                            ...ear...``): background check
+==========================================  =================================
+
+The challenge-response calls want ``Accept:
+application/vnd.veraison.challenge-response-session+json`` (406 otherwise).
+Errors are ``application/problem+json`` (RFC 7807).  One deviation from
+Veraison: the session's ``result`` is the EAR as a CWT in unpadded base64url,
+not a JWT, because teep's EARs are CBOR.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from teep import __version__
+from teep.attestation.ear import EAR_MEDIA_TYPE
+from teep.keys import KeyKind, PublicKey
+from teep.verifier.errors import BadRequest, VerifierServiceError
+from teep.verifier.service import ChallengeSession, VerifierService
+
+__all__ = [
+    "API_PREFIX",
+    "APPRAISE_PATH",
+    "DISCOVERY_MEDIA_TYPE",
+    "SESSION_MEDIA_TYPE",
+    "b64url",
+    "make_app",
+    "unb64url",
+]
+
+log = logging.getLogger("teep.verifier.http")
+
+API_PREFIX = "/challenge-response/v1"
+APPRAISE_PATH = "/teep/v1/appraise"
+DISCOVERY_PATH = "/.well-known/veraison/verification"
+SESSION_MEDIA_TYPE = "application/vnd.veraison.challenge-response-session+json"
+DISCOVERY_MEDIA_TYPE = "application/vnd.veraison.discovery+json"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+MAX_BODY = 64 * 1024
+
+Clock = Callable[[], float]
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as the Veraison API writes nonces."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    """Decode base64url with or without padding.
+
+    :raises ValueError: if it is not base64url.
+    """
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+
+
+def make_app(service: VerifierService, *, clock: Clock = time.time) -> web.Application:
+    """The aiohttp application serving ``service``."""
+    handlers = _Handlers(service, clock)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems(service)])
+    app.router.add_post(f"{API_PREFIX}/newSession", handlers.new_session)
+    session_path = f"{API_PREFIX}/session/{{sid}}"
+    app.router.add_get(session_path, handlers.get_session)
+    app.router.add_post(session_path, handlers.submit)
+    app.router.add_delete(session_path, handlers.delete)
+    app.router.add_get(DISCOVERY_PATH, handlers.discovery)
+    app.router.add_post(APPRAISE_PATH, handlers.appraise)
+    return app
+
+
+def _problems(service: VerifierService) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except VerifierServiceError as exc:
+            headers = {}
+            if exc.http_status == 415:
+                headers["Accept"] = ", ".join(service.media_types)
+            return _problem(exc.http_status, exc.title, str(exc), headers)
+        except web.HTTPRequestEntityTooLarge:
+            return _problem(413, "Payload Too Large", f"over {MAX_BODY} bytes")
+
+    return middleware
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+class _Handlers:
+    def __init__(self, service: VerifierService, clock: Clock) -> None:
+        self.service = service
+        self.clock = clock
+
+    async def new_session(self, request: web.Request) -> web.Response:
+        _want(request, SESSION_MEDIA_TYPE)
+        nonce, size = _nonce_params(request)
+        session = self.service.new_session(
+            now=self.clock(), nonce=nonce, nonce_size=size
+        )
+        # Veraison: the Location is relative to the request URL.
+        headers = {"Location": f"session/{session.id}"}
+        return _session_response(session, self.service, 201, headers)
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        _want(request, SESSION_MEDIA_TYPE)
+        session = self.service.get(request.match_info["sid"], now=self.clock())
+        return _session_response(session, self.service)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        _want(request, SESSION_MEDIA_TYPE)
+        body = await request.read()
+        media_type = request.headers.get("Content-Type", "")
+        session = self.service.submit(
+            request.match_info["sid"], media_type, body, now=self.clock()
+        )
+        return _session_response(session, self.service)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.service.delete(request.match_info["sid"], now=self.clock())
+        return web.Response(status=204)
+
+    async def appraise(self, request: web.Request) -> web.Response:
+        nonce, _ = _nonce_params(request)
+        body = await request.read()
+        media_type = request.headers.get("Content-Type", "")
+        _, ear = self.service.appraise(body, media_type, nonce=nonce, now=self.clock())
+        return web.Response(
+            body=ear, headers={"Content-Type": EAR_MEDIA_TYPE}, status=200
+        )
+
+    async def discovery(self, request: web.Request) -> web.Response:
+        body = {
+            "ear-verification-key": _jwk(self.service.key.public),
+            "media-types": list(self.service.media_types),
+            "attestation-schemes": ["TEEP-EAT"],
+            "version": __version__,
+            "service-state": "READY",
+            "api-endpoints": {
+                "newChallengeResponseSession": f"{API_PREFIX}/newSession",
+                "teepAppraise": APPRAISE_PATH,
+            },
+        }
+        return web.Response(
+            text=json.dumps(body),
+            content_type=DISCOVERY_MEDIA_TYPE,
+            headers={"Cache-Control": "max-age=60"},
+        )
+
+
+def _want(request: web.Request, media_type: str) -> None:
+    accept = request.headers.get("Accept", "*/*")
+    offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if not offered & {media_type, "*/*", "application/*"}:
+        raise web.HTTPNotAcceptable(text=f"this resource is {media_type}")
+
+
+def _nonce_params(request: web.Request) -> tuple[bytes | None, int | None]:
+    query = request.rel_url.query
+    nonce = size = None
+    if "nonce" in query:
+        try:
+            nonce = unb64url(query["nonce"])
+        except ValueError:
+            raise BadRequest("nonce is not base64url") from None
+    if "nonceSize" in query:
+        try:
+            size = int(query["nonceSize"])
+        except ValueError:
+            raise BadRequest("nonceSize is not an integer") from None
+    return nonce, size
+
+
+def _session_response(
+    session: ChallengeSession,
+    service: VerifierService,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(_session_json(session, service)),
+        content_type=SESSION_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _session_json(session: ChallengeSession, service: VerifierService) -> Any:
+    expiry = datetime.datetime.fromtimestamp(session.expiry, datetime.UTC)
+    body: dict[str, Any] = {
+        "nonce": b64url(session.nonce),
+        "expiry": expiry.isoformat().replace("+00:00", "Z"),
+        "accept": list(service.media_types),
+        "status": session.status.value,
+    }
+    if session.evidence is not None:
+        body["evidence"] = {
+            "type": session.evidence_type,
+            "value": base64.b64encode(session.evidence).decode(),
+        }
+    if session.result is not None:
+        body["result"] = b64url(session.result)
+    return body
+
+
+def _jwk(key: PublicKey) -> dict[str, str]:
+    cose = key.cose_key()
+    if key.kind is KeyKind.P256:
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "alg": "ES256",
+            "x": b64url(cose[-2]),
+            "y": b64url(cose[-3]),
+            "kid": b64url(key.kid),
+        }
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": b64url(cose[-2]),
+        "kid": b64url(key.kid),
+    }

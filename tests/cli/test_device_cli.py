@@ -1,0 +1,103 @@
+"""``teep device``: exporting the payload key, TAM attestation settings, and
+how a sent QueryResponse is described."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from teep import cbor
+from teep.attestation.ear import EAR_MEDIA_TYPE
+from teep.cli import device as device_cli
+from teep.device import tam_trust
+from teep.device.tee import SimulatedTEE
+from teep.keys import KeyKind, PrivateKey, PublicKey
+from teep.protocol.messages import QueryResponse
+
+from .conftest import Run, assert_one_line_error
+
+
+@pytest.fixture
+def folder(run: Run, tmp_path: Path) -> Path:
+    """A device made with ``teep device init``."""
+    path = tmp_path / "dev"
+    result = run("device", "init", "--dir", str(path))
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+def _tee(folder: Path) -> SimulatedTEE:
+    return SimulatedTEE.open(folder / "tee")
+
+
+def test_kek_printed_and_written(run: Run, folder: Path, tmp_path: Path) -> None:
+    """kek prints the TEE's P-256 payload key as PEM, or writes it with -o;
+    both are the same key, the one the TEE decrypts with."""
+    printed = run("device", "kek", "--dir", str(folder))
+    assert printed.exit_code == 0, printed.stderr
+    target = tmp_path / "device-kek.pem"
+    written = run("device", "kek", "--dir", str(folder), "-o", str(target))
+    assert written.exit_code == 0, written.stderr
+    assert target.read_bytes() == printed.stdout.encode()
+    key = PublicKey.load(target)
+    assert key.kind is KeyKind.P256
+    assert key.thumbprint == _tee(folder).kek.public.thumbprint
+
+
+def test_kek_unwritable_output(run: Run, folder: Path, tmp_path: Path) -> None:
+    """An output path that cannot be written is one error line."""
+    target = tmp_path / "missing" / "kek.pem"
+    assert_one_line_error(run("device", "kek", "--dir", str(folder), "-o", str(target)))
+
+
+def test_require_tam_attestation_on_and_off(run: Run, folder: Path) -> None:
+    """require-tam-attestation sets the TEE setting; --off clears it."""
+    assert run("device", "require-tam-attestation", "--dir", str(folder)).exit_code == 0
+    assert _tee(folder).get_setting(tam_trust.REQUIRE_SETTING) is True
+    off = run("device", "require-tam-attestation", "--dir", str(folder), "--off")
+    assert off.exit_code == 0
+    assert _tee(folder).get_setting(tam_trust.REQUIRE_SETTING) is None
+
+
+def test_trust_tam_attestation(run: Run, folder: Path, tmp_path: Path) -> None:
+    """trust-tam-attestation endorses the key for the TAM class (default
+    teep-tam) and the given manufacturer."""
+    key = PrivateKey.generate().public
+    keyfile = tmp_path / "tam-attest.pub.pem"
+    keyfile.write_bytes(key.to_pem())
+    args = ["device", "trust-tam-attestation", "--dir", str(folder), str(keyfile)]
+    assert run(*args).exit_code == 0
+    assert run(*args, "--hwmodel", "other", "--oemid", "0a0b0c").exit_code == 0
+    found = tam_trust.tam_endorsements(_tee(folder))
+    assert len(found) == 1  # the same key again replaces its entry
+    assert found[0].key.thumbprint == key.thumbprint
+    assert (found[0].hwmodel, found[0].oemid) == (b"other", b"\x0a\x0b\x0c")
+
+
+def test_trust_tam_attestation_bad_input(
+    run: Run, folder: Path, tmp_path: Path
+) -> None:
+    """A non-hex oemid or an unreadable key file is one error line."""
+    keyfile = tmp_path / "k.pem"
+    keyfile.write_bytes(PrivateKey.generate().public.to_pem())
+    base = ["device", "trust-tam-attestation", "--dir", str(folder)]
+    assert_one_line_error(run(*base, str(keyfile), "--oemid", "xyz"))
+    assert_one_line_error(run(*base, str(tmp_path / "absent.pem")))
+
+
+def test_sending_names_the_attestation_kind() -> None:
+    """A sent QueryResponse is described as carrying Evidence or an
+    Attestation Result, and whether it is encrypted."""
+    evidence = QueryResponse(attestation_payload=b"\xd2\x84")
+    result = QueryResponse(
+        attestation_payload=b"\xd2\x84", attestation_payload_format=EAR_MEDIA_TYPE
+    )
+    sealed = cbor.dumps(cbor.CBORTag(96, [b"", {}, None, []]))
+    encrypted = QueryResponse(
+        attestation_payload=sealed, attestation_payload_format=EAR_MEDIA_TYPE
+    )
+    assert "with attestation Evidence (EAT)," in device_cli._sending(evidence)
+    assert "with an Attestation Result (EAR)," in device_cli._sending(result)
+    assert "(EAR) (encrypted)," in device_cli._sending(encrypted)
+    assert "with" not in device_cli._sending(QueryResponse())

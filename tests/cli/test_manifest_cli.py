@@ -1,0 +1,215 @@
+"""``teep manifest``: descriptions, show, verify, sign, sever."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from teep.keys import PrivateKey
+from teep.suit.envelope import SuitEnvelope, open_envelope
+from teep.suit.processor import SuitProcessor
+from teep.suit.store import MemoryComponentStore
+
+from .conftest import Run, assert_one_line_error
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """The documented examples, with a signer, a device key and a module."""
+    for name in ("hello.toml", "config.toml", "config.json"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "hello.wasm").write_bytes(b"\0asm\1\0\0\0")
+    PrivateKey.generate().save(tmp_path / "signer.pem")
+    device = PrivateKey.generate()
+    device.save(tmp_path / "device-kek.pem")
+    (tmp_path / "device-kek.pub.pem").write_bytes(device.public.to_pem())
+    return tmp_path
+
+
+def create(run: Run, folder: Path, name: str) -> Path:
+    out = folder / f"{name}.suit"
+    result = run(
+        "manifest",
+        "create",
+        str(folder / f"{name}.toml"),
+        "--signer",
+        str(folder / "signer.pem"),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_documented_examples_install(run: Run, folder: Path) -> None:
+    """The example descriptions build envelopes that install: the TA, then
+    its encrypted Personalization Data, which depends on it."""
+    create(run, folder, "hello")
+    config = create(run, folder, "config")
+    signer = PrivateKey.load(folder / "signer.pem")
+    store = MemoryComponentStore()
+    proc = SuitProcessor(
+        store,
+        [signer.public],
+        decryption_keys=[PrivateKey.load(folder / "device-kek.pem")],
+    )
+    proc.install((folder / "hello.suit").read_bytes())
+    result = proc.install(config.read_bytes())
+    installed = (b"TEEP-Device", b"SecureFS", b"hello", b"config")
+    assert store.read(installed) == (folder / "config.json").read_bytes()
+    assert installed in result.manifest.components
+    assert not any(c[-1] == b"encrypted" for c in result.manifest.components)
+
+
+def test_show_summary_and_diag(run: Run, folder: Path) -> None:
+    """show prints the digest, the signer's kid and annotated notation."""
+    envelope = create(run, folder, "hello")
+    result = run("manifest", "show", str(envelope))
+    assert result.exit_code == 0, result.stderr
+    kid = PrivateKey.load(folder / "signer.pem").kid.hex()
+    assert f"signer key id    {kid}" in result.stdout
+    assert "suit-manifest-sequence-number" in result.stdout
+    assert "manifest digest  sha-256" in result.stdout
+
+
+def test_sever_then_verify(run: Run, folder: Path) -> None:
+    """sever moves the text out (install is too short to gain anything) and
+    leaves its digest; the result verifies."""
+    envelope = create(run, folder, "hello")
+    severed = folder / "severed.suit"
+    key = str(folder / "signer.pem")
+    result = run("manifest", "sever", "--key", key, "-o", str(severed), str(envelope))
+    assert result.exit_code == 0, result.stderr
+    env, _ = open_envelope(
+        severed.read_bytes(), [PrivateKey.load(folder / "signer.pem").public]
+    )
+    assert set(env.manifest.severed) == {23}
+    assert run("manifest", "verify", "--key", key, str(severed)).exit_code == 0
+    shown = run("manifest", "show", str(severed)).stdout
+    assert "severed          text (in envelope)" in shown
+
+
+def test_sign_adds_a_signature(run: Run, folder: Path) -> None:
+    """sign --add keeps the first signature and adds one by another key."""
+    envelope = create(run, folder, "hello")
+    other = folder / "other.pem"
+    PrivateKey.generate().save(other)
+    out = folder / "two.suit"
+    args = ["manifest", "sign", "--add", "--key", str(other), "-o", str(out)]
+    assert run(*args, str(envelope)).exit_code == 0
+    for key in ("signer.pem", "other.pem"):
+        assert (
+            run("manifest", "verify", "--key", str(folder / key), str(out)).exit_code
+            == 0
+        )
+
+
+def test_verify_wrong_key_fails(run: Run, folder: Path) -> None:
+    """verify with another key exits 1 with one error line."""
+    envelope = create(run, folder, "hello")
+    other = folder / "other.pem"
+    PrivateKey.generate().save(other)
+    assert_one_line_error(run("manifest", "verify", "--key", str(other), str(envelope)))
+
+
+BAD = [
+    ('name = "x"\nsequence-number = -1\n', 2, "sequence-number"),
+    ('sequence-number = 1\n[[component]]\npayload = "hello.wasm"\n', 1, "name"),
+    ('name = "x"\nsequence-number = 1\n', 1, "component"),
+    (
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "nope.bin"\n',
+        4,
+        "component[0].payload",
+    ),
+    (
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        '\n[[component]]\npayload = "hello.wasm"\ncolour = 1\n',
+        8,
+        "component[1].colour",
+    ),
+    (
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        '[encryption]\nkek = "00"\n',
+        6,
+        "encryption.kek",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "field"), BAD)
+def test_description_errors_name_line_and_field(
+    run: Run, folder: Path, text: str, line: int, field: str
+) -> None:
+    """A wrong description fails with one line naming file, line and field."""
+    path = folder / "bad.toml"
+    path.write_text(text)
+    result = run(
+        "manifest",
+        "create",
+        str(path),
+        "--signer",
+        str(folder / "signer.pem"),
+        "-o",
+        str(folder / "out.suit"),
+    )
+    message = assert_one_line_error(result)
+    assert f"bad.toml:{line}: {field}:" in message
+
+
+def test_flag_form_still_works(run: Run, folder: Path) -> None:
+    """The --name/--payload/--sequence/--signer form (used by the demo) works."""
+    out = folder / "flag.suit"
+    result = run(
+        "manifest",
+        "create",
+        "--name",
+        "data",
+        "--payload",
+        str(folder / "config.json"),
+        "--any-payload",
+        "--sequence",
+        "2",
+        "--signer",
+        str(folder / "signer.pem"),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert SuitEnvelope.decode(out.read_bytes()).manifest.sequence_number == 2
+
+
+def test_tam_device_reports(run: Run, tmp_path: Path) -> None:
+    """teep tam device reports decodes stored reports: result, failing record."""
+    from teep import cbor
+    from teep.suit.envelope import SuitDigest
+    from teep.suit.report import SuitRecord, SuitReportFailure, build_report
+    from teep.tam.home import TAMHome
+
+    home = tmp_path / "tam"
+    assert run("tam", "init", "--dir", str(home)).exit_code == 0
+    device = PrivateKey.generate().public
+    record = SuitRecord((), 20, 67, 0, {3: b"\x82\x2f"})
+    failure = build_report(
+        manifest_digest=SuitDigest.of(b"m"),
+        manifest_uri="https://tam.example/x.suit",
+        failure=SuitReportFailure(21, record, 10),
+        records=[record],
+    )
+    store = TAMHome.open(home).open_store()
+    try:
+        store.upsert_device(device.kid, cose_key=cbor.dumps(device.cose_key()), now=1.0)
+        store.record_suit_report(device.kid, report=failure, ok=False, now=2.0)
+        store.record_suit_report(device.kid, report=b"\xff", ok=True, now=3.0)
+    finally:
+        store.close()
+    kid = device.kid.hex()[:16]
+    result = run("tam", "device", "reports", "--dir", str(home), kid)
+    assert result.exit_code == 0, result.stderr
+    assert "condition-failed at install offset 67" in result.stdout
+    assert "undecodable" in result.stdout
+    as_json = run("tam", "device", "reports", "--dir", str(home), "--json", kid)
+    assert '"reason": "condition-failed"' in as_json.stdout

@@ -1,0 +1,202 @@
+"""The Verifier service over loopback HTTP, and the client for it."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from exchange.conftest import World
+from teep.attestation.ar4si import TrustTier
+from teep.attestation.ear import EAR_MEDIA_TYPE, verify_ear
+from teep.attestation.errors import UnknownAttesterError
+from teep.keys import KeyKind, PrivateKey
+from teep.verifier.client import VerifierClient, VerifierMode
+from teep.verifier.errors import VerifierUnavailable
+from teep.verifier.http import SESSION_MEDIA_TYPE, b64url, unb64url
+from teep.verifier.service import EVIDENCE_MEDIA_TYPES
+
+from .conftest import VERIFIER_KEY, Served
+
+NONCE = bytes(range(32))
+ACCEPT = {"Accept": SESSION_MEDIA_TYPE}
+EVIDENCE = {"Content-Type": EVIDENCE_MEDIA_TYPES[0], **ACCEPT}
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, bytes]:
+    """One raw HTTP exchange."""
+    request = urllib.request.Request(url, body, headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def new_session(served: Served, query: str = f"nonce={b64url(NONCE)}") -> str:
+    """Open a session; its absolute URL."""
+    url = f"{served.url}/challenge-response/v1/newSession?{query}"
+    status, headers, _ = http("POST", url, b"", ACCEPT)
+    assert status == 201
+    return f"{served.url}/challenge-response/v1/{headers['Location']}"
+
+
+@pytest.mark.parametrize("mode", list(VerifierMode))
+def test_client_appraises_over_loopback(
+    served: Served, world: World, mode: VerifierMode
+) -> None:
+    """Both APIs return an EAR the client verifies: affirming, bound to the Agent."""
+    client = VerifierClient(served.url, (VERIFIER_KEY.public,), mode=mode)
+    evidence = world.device.evidence(NONCE)
+    agent_key = world.device.tee.agent_key.public
+    appraisal = client.appraise(
+        evidence, nonce=NONCE, cnf_key=agent_key, now=time.time()
+    )
+    assert appraisal.status is TrustTier.affirming, appraisal.reason
+    assert appraisal.cnf_kid == agent_key.thumbprint
+    assert (
+        appraisal.claims is not None and appraisal.claims.ueid == world.device.tee.ueid
+    )
+
+
+def test_new_session_location_is_relative(served: Served) -> None:
+    """newSession answers 201 with a relative Location and the session JSON."""
+    url = f"{served.url}/challenge-response/v1/newSession?nonce={b64url(NONCE)}"
+    status, headers, body = http("POST", url, b"", ACCEPT)
+    assert status == 201
+    assert headers["Location"].startswith("session/")
+    assert headers["Content-Type"].startswith(SESSION_MEDIA_TYPE)
+    session = json.loads(body)
+    assert unb64url(session["nonce"]) == NONCE
+    assert session["status"] == "waiting"
+    assert session["accept"] == list(EVIDENCE_MEDIA_TYPES)
+
+
+def test_new_session_mints_nonce_of_requested_size(served: Served) -> None:
+    """nonceSize asks the Verifier to mint a nonce of that many bytes."""
+    status, _, body = http("GET", new_session(served, "nonceSize=16"), None, ACCEPT)
+    assert status == 200
+    assert len(unb64url(json.loads(body)["nonce"])) == 16
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"nonce={b64url(NONCE)}&nonceSize=8", "nonceSize=4", "nonce=AAAA", "nonce=%%%"],
+)
+def test_new_session_bad_parameters(served: Served, query: str) -> None:
+    """Both nonce and nonceSize, or a nonce outside 8..64 bytes, is 400."""
+    url = f"{served.url}/challenge-response/v1/newSession?{query}"
+    status, headers, body = http("POST", url, b"", ACCEPT)
+    assert status == 400
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert json.loads(body)["status"] == 400
+
+
+def test_new_session_needs_session_media_type(served: Served) -> None:
+    """An Accept that excludes the session media type is 406."""
+    url = f"{served.url}/challenge-response/v1/newSession"
+    status, _, _ = http("POST", url, b"", {"Accept": "text/html"})
+    assert status == 406
+
+
+def test_submit_completes_session_once(served: Served, world: World) -> None:
+    """Evidence completes the session with an EAR; a second submission is 409."""
+    session_url = new_session(served)
+    evidence = world.device.evidence(NONCE)
+    status, _, body = http("POST", session_url, evidence, EVIDENCE)
+    assert status == 200
+    session = json.loads(body)
+    assert session["status"] == "complete"
+    ear = unb64url(session["result"])
+    result = verify_ear(
+        ear,
+        [VERIFIER_KEY.public],
+        now=time.time(),
+        nonce=NONCE,
+        cnf_key=None,
+        max_age=60,
+    )
+    assert result.affirming
+    status, _, _ = http("POST", session_url, evidence, EVIDENCE)
+    assert status == 409
+
+
+def test_submit_unsupported_media_type(served: Served, world: World) -> None:
+    """Evidence of a type the Verifier does not appraise is 415 with Accept."""
+    headers = {**EVIDENCE, "Content-Type": "application/psa-attestation-token"}
+    status, reply, _ = http("POST", new_session(served), b"x", headers)
+    assert status == 415
+    assert EVIDENCE_MEDIA_TYPES[0] in reply["Accept"]
+
+
+def test_unknown_and_deleted_sessions_are_404(served: Served) -> None:
+    """DELETE answers 204; the session is then gone (404), as is a made-up one."""
+    session_url = new_session(served)
+    assert http("DELETE", session_url)[0] == 204
+    assert http("GET", session_url, None, ACCEPT)[0] == 404
+    made_up = f"{served.url}/challenge-response/v1/session/nope"
+    assert http("POST", made_up, b"x", EVIDENCE)[0] == 404
+
+
+def test_expired_session_is_gone(served: Served) -> None:
+    """A session past its TTL no longer exists."""
+    session = served.service.new_session(now=time.time() - 1000, nonce=NONCE)
+    url = f"{served.url}/challenge-response/v1/session/{session.id}"
+    assert http("GET", url, None, ACCEPT)[0] == 404
+
+
+def test_direct_appraisal_returns_ear(served: Served, world: World) -> None:
+    """The background-check endpoint returns the EAR itself, with its media type."""
+    url = f"{served.url}/teep/v1/appraise?nonce={b64url(NONCE)}"
+    status, headers, body = http("POST", url, world.device.evidence(NONCE), EVIDENCE)
+    assert status == 200
+    assert headers["Content-Type"] == EAR_MEDIA_TYPE
+    result = verify_ear(
+        body,
+        [VERIFIER_KEY.public],
+        now=time.time(),
+        nonce=NONCE,
+        cnf_key=None,
+        max_age=60,
+    )
+    assert result.affirming
+
+
+def test_discovery_names_ear_key(served: Served) -> None:
+    """Discovery publishes the EAR verification key as a JWK and the media types."""
+    status, _, body = http("GET", f"{served.url}/.well-known/veraison/verification")
+    assert status == 200
+    document = json.loads(body)
+    jwk = document["ear-verification-key"]
+    assert unb64url(jwk["x"]) == VERIFIER_KEY.public.cose_key()[-2]
+    assert document["media-types"] == list(EVIDENCE_MEDIA_TYPES)
+
+
+def test_client_refuses_untrusted_verifier(served: Served, world: World) -> None:
+    """An EAR signed by a Verifier the client does not trust is refused."""
+    stranger = PrivateKey.generate(KeyKind.P256).public
+    client = VerifierClient(served.url, (stranger,))
+    appraisal = client.appraise(
+        world.device.evidence(NONCE), nonce=NONCE, cnf_key=None, now=time.time()
+    )
+    assert appraisal.error is UnknownAttesterError
+    assert not appraisal.affirming
+
+
+def test_client_unreachable_verifier() -> None:
+    """A Verifier that does not answer gives status none, not an exception."""
+    client = VerifierClient("http://127.0.0.1:9", (VERIFIER_KEY.public,), timeout=2)
+    appraisal = client.appraise(b"x", nonce=NONCE, cnf_key=None, now=time.time())
+    assert appraisal.status is TrustTier.none
+    assert "unavailable" in appraisal.reason
+    with pytest.raises(VerifierUnavailable):
+        client.attestation_result(b"x", nonce=NONCE)
