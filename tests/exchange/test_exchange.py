@@ -329,3 +329,28 @@ def test_device_record_follows_success(world: World) -> None:
     world.session()
     held = world.store.device_manifests(world.device.tee.agent_key.kid)
     assert [seq for _mid, seq in held] == [1]
+
+
+def test_token_cannot_be_burned_by_another_device(world: World) -> None:
+    """A Success carrying another device's token is dropped without using the
+    token up, so the device it was issued to still completes its session."""
+    world.catalogue("extra")
+    world.store.add_policy("extra", selector="*")
+    tam = world.tam()
+    reply = tam.connect().reply
+    assert reply is not None
+    response = world.device.agent.process(reply, URI).reply
+    assert response is not None
+    update = tam.process(response).reply
+    assert update is not None
+    token = from_tam(world, update).token
+    assert token is not None
+    intruder = world.new_device("intruder")
+    world.endorse(intruder)
+    world.session(intruder)
+    forged = sign_message(Success(token=token), [intruder.tee.agent_key])
+    assert tam.process(forged).dropped
+    success = world.device.agent.process(update, URI).reply
+    assert success is not None
+    result = tam.process(success)
+    assert not result.dropped

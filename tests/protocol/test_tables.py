@@ -56,12 +56,19 @@ class FakeTAMHost:
 
     def __init__(self) -> None:
         self.values: dict[tuple[bytes, str], bytes] = {}
+        self.owners: dict[tuple[bytes, str], bytes | None] = {}
         self.recorded: list[Any] = []
 
     def issue(self, value: bytes, kind: str, data: bytes, device: bytes | None) -> None:
         self.values[(value, kind)] = data
+        self.owners[(value, kind)] = device
 
-    def consume(self, value: bytes, kind: str) -> bytes | None:
+    def consume(
+        self, value: bytes, kind: str, device_kid: bytes | None = None
+    ) -> bytes | None:
+        owner = self.owners.get((value, kind))
+        if device_kid is not None and owner not in (None, device_kid):
+            return None
         return self.values.pop((value, kind), None)
 
     def device_key(self, kid: bytes) -> PublicKey | None:

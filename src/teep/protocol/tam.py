@@ -147,8 +147,11 @@ class TAMHost(Protocol):
     ) -> None:
         """Remember a one-time value with opaque session data."""
 
-    def consume(self, value: bytes, kind: str) -> bytes | None:
-        """Use up a one-time value; its data, or None if unknown, used or expired."""
+    def consume(
+        self, value: bytes, kind: str, device_kid: bytes | None = None
+    ) -> bytes | None:
+        """Use up a one-time value; its data, or None if unknown, used,
+        expired, or issued to a device other than ``device_kid`` (if given)."""
 
     def device_key(self, kid: bytes) -> PublicKey | None:
         """The TEEP key of an enrolled device."""
@@ -494,7 +497,9 @@ class TAM:
         # dropped with their message, before the token is used up.
         if not _reports_carry(message.suit_reports, message.token):
             raise MalformedMessage("suit-report-nonce does not match the token")
-        raw = self.host.consume(message.token, TOKEN)
+        # Only the device the token was issued to can use it up, so another
+        # enrolled device that learned it cannot burn the real Success.
+        raw = self.host.consume(message.token, TOKEN, key.thumbprint)
         if raw is None:
             raise MalformedMessage("unknown, expired or already used token")
         session = _session_map(raw)

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from teep import cbor, components
 from teep.attestation.ar4si import TrustTier
@@ -47,6 +47,8 @@ __all__ = ["TAMService", "add_component", "image_digest"]
 
 log = logging.getLogger("teep.tam")
 
+_T = TypeVar("_T")
+
 SHA256 = -16
 
 
@@ -71,6 +73,8 @@ class TAMService(TAMHost):
     """The TAM's key-agreement key, if it accepts encrypted payloads."""
     policy: AttestationPolicy = field(default_factory=AttestationPolicy)
     """What each appraisal status allows."""
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _generation: int = field(default=-1, repr=False)
 
     # -- one-time values -----------------------------------------------------
 
@@ -87,17 +91,50 @@ class TAMService(TAMHost):
             data=data,
         )
 
-    def consume(self, value: bytes, kind: str) -> bytes | None:
-        record = self.store.consume_nonce(value, kind=kind, now=self.clock())
+    def consume(
+        self, value: bytes, kind: str, device_kid: bytes | None = None
+    ) -> bytes | None:
+        record = self.store.consume_nonce(
+            value, kind=kind, now=self.clock(), device_kid=device_kid
+        )
         return None if record is None else record.data
 
     # -- devices and attestation ----------------------------------------------
 
     def device_key(self, kid: bytes) -> PublicKey | None:
+        # Every message the engine processes starts here, so this is where
+        # what the worker cached is checked against the store.
+        self._refresh()
+        slot = "key:" + kid.hex()
+        cached = self._cache.get(slot)
+        if isinstance(cached, PublicKey):
+            return cached
         device = self.store.get_device(kid)
         if device is None:
             return None
-        return PublicKey.from_cose_key(cbor.loads(device.cose_key))
+        # A kid is the key's own thumbprint, so a cached key cannot go stale;
+        # removing the device bumps the generation and empties the cache.
+        key = PublicKey.from_cose_key(cbor.loads(device.cose_key))
+        self._cache[slot] = key
+        return key
+
+    def _refresh(self) -> None:
+        generation = self.store.config_generation()
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
+
+    def _cached(self, slot: str, load: Callable[[], _T]) -> _T:
+        if slot not in self._cache:
+            self._cache[slot] = load()
+        value: _T = self._cache[slot]
+        return value
+
+    def _catalogue(self, *, all_versions: bool = False) -> list[ComponentRecord]:
+        slot = "catalogue:all" if all_versions else "catalogue:newest"
+        return self._cached(
+            slot, lambda: self.store.list_components(all_versions=all_versions)
+        )
 
     def enrollment_key(self, response: QueryResponse, kid: bytes) -> PublicKey | None:
         """The Agent key named in the Evidence's cnf, if it is the signer's.
@@ -115,6 +152,9 @@ class TAMService(TAMHost):
 
     def verifier(self) -> Verifier:
         """A Verifier over the attestation keys the operator endorsed."""
+        return self._cached("verifier", self._build_verifier)
+
+    def _build_verifier(self) -> Verifier:
         endorsements = []
         for record in self.store.list_attestation_keys():
             endorsements.append(
@@ -223,7 +263,7 @@ class TAMService(TAMHost):
             if decision.install and not holds.has(component):
                 install.append((name, component.envelope))
         unneeded = []
-        for component in self.store.list_components():
+        for component in self._catalogue():
             cid = _component_id(component)
             if component.name not in required and cid in held:
                 unneeded.append(tuple(cbor.loads(component.manifest_component_id)))
@@ -232,7 +272,7 @@ class TAMService(TAMHost):
 
     def _versions(self) -> dict[ComponentId, set[bytes]]:
         versions: dict[ComponentId, set[bytes]] = {}
-        for record in self.store.list_components(all_versions=True):
+        for record in self._catalogue(all_versions=True):
             digest = hashlib.sha256(record.envelope).digest()
             versions.setdefault(_component_id(record), set()).add(digest)
         return versions
@@ -260,7 +300,7 @@ class TAMService(TAMHost):
                 self._event(device.kid, "unrequested", record.name)
 
     def _by_component_id(self, wanted: ComponentId) -> ComponentRecord | None:
-        for record in self.store.list_components():
+        for record in self._catalogue():
             if _component_id(record) == wanted:
                 return record
         return None
@@ -268,7 +308,7 @@ class TAMService(TAMHost):
     def _note_manifests(self, device: DeviceRecord, holds: _Holdings) -> None:
         manifests = [
             (c.manifest_component_id, c.sequence_number)
-            for c in self.store.list_components(all_versions=True)
+            for c in self._catalogue(all_versions=True)
             if holds.has(c)
         ]
         self.store.set_device_manifests(device.kid, manifests, now=self.clock())

@@ -41,8 +41,11 @@ from sqlalchemy import (
     URL,
     Connection,
     Engine,
+    Integer,
     Select,
+    String,
     and_,
+    cast,
     create_engine,
     delete,
     event,
@@ -121,6 +124,7 @@ _MAX_SEQUENCE = 2**63 - 1
 _MIN_PREFIX_HEX = 8
 
 _WRITE = "teep_write"
+_GENERATION = "config_generation"
 
 
 # errors
@@ -369,12 +373,45 @@ class TAMStore:
 
     @contextlib.contextmanager
     def _tx(
-        self, action: str, *, write: bool = True, conflict: str | None = None
+        self,
+        action: str,
+        *,
+        write: bool = True,
+        conflict: str | None = None,
+        config: bool = False,
     ) -> Iterator[Session]:
-        """One transaction; database errors become StoreErrors."""
+        """One transaction; database errors become StoreErrors.
+
+        ``config`` marks a change to what workers may cache (catalogue,
+        policy, trusted keys, devices removed): it bumps the configuration
+        generation in the same transaction.
+        """
         factory = self._write if write else self._read
         with _mapped_errors(action, conflict), factory() as session, session.begin():
+            if config:
+                session.execute(self._bump_generation())
             yield session
+
+    def _bump_generation(self) -> Any:
+        stmt = self._insert(Setting).values(key=_GENERATION, value="1")
+        # One statement: concurrent bumps from several workers all count.
+        bumped = cast(cast(Setting.value, Integer) + 1, String)
+        return stmt.on_conflict_do_update(
+            index_elements=[Setting.key], set_={"value": bumped}
+        )
+
+    def config_generation(self) -> int:
+        """A number that grows with every change to the catalogue, the
+        policy, the trusted keys or the set of devices; workers compare it to
+        know when what they cached is stale."""
+        with self._tx("read the configuration generation", write=False) as session:
+            value = session.scalar(
+                select(Setting.value).where(Setting.key == _GENERATION)
+            )
+        try:
+            return int(value or 0)
+        except ValueError:
+            return 0
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self._dialect == "postgresql" else sqlite
@@ -512,7 +549,7 @@ class TAMStore:
 
     def remove_device(self, kid: bytes) -> bool:
         """Forget a device and its reported manifests; False if unknown."""
-        with self._tx("remove a device") as session:
+        with self._tx("remove a device", config=True) as session:
             result = session.execute(delete(Device).where(Device.kid == kid))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -610,7 +647,7 @@ class TAMStore:
             added_at=now,
         )
         conflict = f"component {name!r} already has sequence number {sequence_number}"
-        with self._tx("add a component", conflict=conflict) as session:
+        with self._tx("add a component", conflict=conflict, config=True) as session:
             other = session.scalars(
                 select(Component.name).where(
                     Component.manifest_component_id == manifest_component_id,
@@ -656,7 +693,7 @@ class TAMStore:
 
         Returns False if no version existed.
         """
-        with self._tx("remove a component") as session:
+        with self._tx("remove a component", config=True) as session:
             session.execute(delete(Policy).where(Policy.component == name))
             result = session.execute(delete(Component).where(Component.name == name))
             return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -676,7 +713,7 @@ class TAMStore:
         """
         selector = normalise_selector(selector)
         conflict = f"component {component!r} already has policy {selector!r}"
-        with self._tx("add a policy", conflict=conflict) as session:
+        with self._tx("add a policy", conflict=conflict, config=True) as session:
             if not _where(session, Component.name == component, model=Component):
                 raise NotFoundError(f"no component named {component!r}")
             session.add(Policy(component=component, selector=selector))
@@ -689,7 +726,7 @@ class TAMStore:
             ConfigError: the selector is malformed.
         """
         selector = normalise_selector(selector)
-        with self._tx("remove a policy") as session:
+        with self._tx("remove a policy", config=True) as session:
             result = session.execute(
                 delete(Policy).where(
                     Policy.component == component, Policy.selector == selector
@@ -756,12 +793,13 @@ class TAMStore:
             session.add(row)
 
     def consume_nonce(
-        self, value: bytes, *, kind: str, now: float
+        self, value: bytes, *, kind: str, now: float, device_kid: bytes | None = None
     ) -> NonceRecord | None:
         """Use up a one-time value, returning what was stored with it.
 
         Returns None if the value is unknown, of another kind, already used
-        or expired.  Among any number of concurrent callers in any number of
+        or expired, or (when ``device_kid`` is given) was issued to another
+        device, which then cannot burn it.  Among any number of concurrent callers in any number of
         processes, exactly one gets the record.
         """
         # teep-protocol 5.1: a token MUST be expired after the first response;
@@ -773,6 +811,7 @@ class TAMStore:
                 Nonce.kind == kind,
                 Nonce.used.is_(False),
                 Nonce.expires_at > now,
+                *(() if device_kid is None else (Nonce.device_kid == device_kid,)),
             )
             .values(used=True, used_at=now)
             .returning(
@@ -916,7 +955,9 @@ class TAMStore:
             added_at=now,
         )
         conflict = f"attestation key {kid.hex()[:16]} is already accepted"
-        with self._tx("add an attestation key", conflict=conflict) as session:
+        with self._tx(
+            "add an attestation key", conflict=conflict, config=True
+        ) as session:
             session.add(row)
 
     def list_attestation_keys(self) -> list[AttestationKeyRecord]:
@@ -931,7 +972,7 @@ class TAMStore:
 
     def remove_attestation_key(self, kid: bytes) -> bool:
         """Stop accepting an attestation key; False if it was not accepted."""
-        with self._tx("remove an attestation key") as session:
+        with self._tx("remove an attestation key", config=True) as session:
             result = session.execute(
                 delete(AttestationKey).where(AttestationKey.kid == kid)
             )
@@ -952,7 +993,7 @@ class TAMStore:
             added_at=now,
         )
         conflict = f"signer key {kid.hex()[:16]} is already accepted"
-        with self._tx("add a signer key", conflict=conflict) as session:
+        with self._tx("add a signer key", conflict=conflict, config=True) as session:
             session.add(row)
 
     def list_signer_keys(self) -> list[SignerKeyRecord]:
@@ -965,7 +1006,7 @@ class TAMStore:
 
     def remove_signer_key(self, kid: bytes) -> bool:
         """Stop accepting a signer key; False if it was not accepted."""
-        with self._tx("remove a signer key") as session:
+        with self._tx("remove a signer key", config=True) as session:
             result = session.execute(delete(SignerKey).where(SignerKey.kid == kid))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
