@@ -28,6 +28,7 @@ from typing import Any
 
 from teep import cbor
 from teep.attestation.claims import EATClaim
+from teep.attestation.inspect import claim_name
 from teep.keys import COSEAlgorithm
 from teep.protocol.registry import (
     FINAL,
@@ -370,9 +371,17 @@ SUIT_REPORT = signed_or(_REPORT_MAP)
 # --- EAT ----------------------------------------------------------------------
 
 _CNF = Hint(keys=_table({1: "COSE_Key", 3: "kid"}), member=_by_key({1: COSE_KEY}))
+
+
+def _claim(key: Any) -> str | None:
+    # EAT, CWT and EAR claims share one key space.
+    name = claim_name(key) if _is_int(key) else None
+    return None if name is None else _spell(name)
+
+
 _CLAIMS = Hint(
     what="EAT claims",
-    keys=_keyed(_enum_name(EATClaim)),
+    keys=_keyed(_claim),
     member=_by_key({int(EATClaim.cnf): _CNF}),
 )
 EAT = signed_or(_CLAIMS)
@@ -523,7 +532,7 @@ def _guess_map(value: dict[Any, Any]) -> Kind:
         return Kind.COSE_KEY
     if keys & {99, 3, 4} and keys <= {2, 3, 4, 8, 99}:
         return Kind.SUIT_REPORT
-    if keys & {8, 10, 256, 258, 259, 260, 265, 270, 271, 272, 273}:
+    if keys & {8, 10, 256, 258, 259, 260, 265, 270, 271, 272, 273, 1000}:
         return Kind.EAT
     return Kind.PLAIN
 

@@ -195,7 +195,7 @@ def test_eat(run: Run, tmp_path: Path) -> None:
     path.write_bytes(cose.sign1(cbor.dumps(claims), key))
     result = run("decode", str(path))
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("EAT claims set; COSE_Sign1 signed by")
+    assert result.stdout.startswith("EAT (Evidence); COSE_Sign1 signed by")
     assert "/ ueid / 256:" in result.stdout
     assert "/ eat-profile / 265:" in result.stdout
 

@@ -284,10 +284,10 @@ def test_disk_full_while_writing(
     _install(tee.components, b"old")
     files = _files(tee)
 
-    def no_space(fd: int, buffers: object) -> int:
+    def no_space(fd: int, data: object) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "writev", no_space)
+    monkeypatch.setattr(os, "write", no_space)
     with pytest.raises(StoreError, match="No space left"):
         _install(tee.components, os.urandom(3 * CHUNK_SIZE), seq=2)
     monkeypatch.undo()

@@ -85,6 +85,9 @@ class FakeTAMHost:
     ) -> Appraised:
         return Appraised(True, "affirming", "fake")
 
+    def open_report(self, key: PublicKey, report: bytes) -> bytes:
+        return report
+
     def plan(self, key: PublicKey, response: QueryResponse, verdict: Any) -> Plan:
         return Plan(install=(("hello", b"envelope"),))
 

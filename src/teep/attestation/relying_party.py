@@ -89,6 +89,18 @@ class RelyingParty:
             raise EncryptionError("an encrypted payload, and no key to open it")
         return decrypt(payload, self.decryption_key, KDFPurpose.EAT)
 
+    def open_report(self, report: bytes) -> bytes:
+        """A SUIT Report, decrypted if the Agent encrypted it to the TAM.
+
+        :raises EncryptionError: if it is encrypted and does not open.
+        """
+        if not is_encrypted(report):
+            return report
+        if self.decryption_key is None:
+            raise EncryptionError("an encrypted SUIT Report, and no key to open it")
+        # teep-protocol 7.2: reports have their own KDF context string.
+        return decrypt(report, self.decryption_key, KDFPurpose.SUIT_REPORT)
+
     def session_nonce(self, payload: bytes) -> bytes | None:
         """The ``eat_nonce`` of Evidence or a result, read *unverified* to
         find the session (the appraisal checks it under the signature)."""

@@ -4,8 +4,10 @@ The input is raw CBOR or its hex form.  A TEEP message (bare, or signed as
 a COSE_Sign1 / COSE_Sign) is decoded strictly with :mod:`teep.protocol.codec`
 in the numbering given or recognised (:func:`teep.protocol.codec.classify`);
 anything wrong with it is reported as one line naming the field.  With
-``--key`` the signature is checked and must verify.  The output is a header
-line, then the whole input in annotated diagnostic notation (:mod:`teep.diag`).
+``--key`` the signature is checked and must verify.  A signed claims set is
+read with :func:`teep.attestation.inspect.inspect_token`, which tells Evidence
+(EAT) from an Attestation Result (EAR).  The output is a header line, then the
+whole input in annotated diagnostic notation (:mod:`teep.diag`).
 
 The inspection is a pure function, :func:`inspect`, so it is tested without
 click; the command only reads the input and prints.
@@ -16,12 +18,14 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
 
 from teep import cbor, cose, diag
+from teep.attestation.errors import SignatureError
+from teep.attestation.inspect import TokenView, inspect_token
 from teep.cli.common import echo, fail, read_input
 from teep.cli.keys import load_any
 from teep.errors import DecodeError, TeepError, VerifyError
@@ -55,6 +59,8 @@ class Inspection:
     """The strictly decoded TEEP message, if it is one."""
     verified_by: PublicKey | None = None
     """The key the signature verified with (only with a key)."""
+    token: TokenView | None = None
+    """A signed EAT or EAR, as :func:`inspect_token` read it."""
 
 
 def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
@@ -97,8 +103,22 @@ def inspect(
         fail(f"not a TEEP message, SUIT envelope or EAT ({_describe(content)})")
     if kind is diag.Kind.SUIT_ENVELOPE and signed is None:
         SuitEnvelope.decode(data)  # strict: raises on a malformed envelope
+    if kind is diag.Kind.EAT and signed and signed.tag is cose.COSETag.COSE_Sign1:
+        token = _token(data, key)
+        return replace(
+            Inspection(value, kind, dialect, note, signed, message, token.signer),
+            token=token,
+        )
     verified = _check_key(key, signed, data, kind)
     return Inspection(value, kind, dialect, note, signed, message, verified)
+
+
+def _token(data: bytes, key: PublicKey | None) -> TokenView:
+    try:
+        return inspect_token(data, [key] if key is not None else ())
+    except SignatureError:
+        assert key is not None  # only raised when a key was given
+        fail(f"signature does not verify with {key.kid.hex()}")
 
 
 _TEEP = diag.Kind.TEEP_MESSAGE
@@ -206,9 +226,14 @@ def header(found: Inspection) -> str:
             f"{type(found.message).__name__} (TEEP message, {found.dialect.name}"
             f" numbering, {found.numbering_note})"
         )
+    elif found.token is not None:
+        what = _TOKEN_KINDS[found.token.kind]
     else:
         what = found.kind.value
     return f"{what}; {_signature_summary(found)}"
+
+
+_TOKEN_KINDS = {"EAT": "EAT (Evidence)", "EAR": "EAR (Attestation Result)"}
 
 
 def _signature_summary(found: Inspection) -> str:
@@ -241,6 +266,7 @@ def as_json(found: Inspection) -> dict[str, Any]:
     return {
         "kind": found.kind.value,
         "type": type(found.message).__name__ if found.message else None,
+        "token": found.token.kind if found.token else None,
         "numbering": found.dialect.name if found.message else None,
         "signed": found.cose.tag.name if found.cose else None,
         "signers": signers,

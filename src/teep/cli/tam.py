@@ -218,6 +218,12 @@ def _print_event(event: SessionEvent) -> None:
 @click.option(
     "--contraindicated", type=click.Choice(["remove", "quarantine"]), default=None
 )
+@click.option(
+    "--model",
+    type=click.Choice(["background-check", "passport"]),
+    default=None,
+    help="passport: QueryRequests carry a token, no challenge.",
+)
 def verifier(
     folder: Path,
     where: str,
@@ -225,6 +231,7 @@ def verifier(
     mode: str,
     encrypt: bool | None,
     contraindicated: str | None,
+    model: str | None,
 ) -> None:
     """Choose the Verifier (builtin or a URL), trusted keys and policy."""
     from teep.verifier.tam_settings import update_tam_settings
@@ -236,6 +243,8 @@ def verifier(
         changes["encrypted_evidence"] = encrypt
     if contraindicated is not None:
         changes["contraindicated"] = contraindicated
+    if model is not None:
+        changes["model"] = model
     settings = update_tam_settings(folder, **changes)
     console.print(f"attestation settings: {settings}")
 

@@ -66,9 +66,13 @@ _MORE, _FINAL = 0, 1
 
 
 class SupportsWrite(Protocol):
-    """Where a sealed stream goes (a binary file, or a wrapper around one)."""
+    """Where a sealed stream goes (a binary file, or a wrapper around one).
 
-    def write(self, data: bytes | bytearray, /) -> object: ...
+    Like a file, it must be done with the buffer it is given when ``write``
+    returns: :meth:`Sealer.seal_stream` refills the same buffer.
+    """
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> object: ...
 
 
 class SupportsRead(Protocol):
@@ -190,33 +194,34 @@ class Sealer:
         # meet another stream's as fresh random nonces, without a call to
         # the system's random source (and a GIL hand-off) per record.
         first = int.from_bytes(secrets.token_bytes(_NONCE_SIZE))
+        # One buffer serves every record: a fresh one per record costs
+        # zeroing and page faults that were a third of the sealing time.
+        buffer = memoryview(bytearray(_RECORD_HEAD.size + CHUNK_SIZE + _TAG_SIZE))
         total = 0
         for index, (piece, final) in enumerate(_with_final(_rechunk(chunks))):
             nonce = ((first + index) % _NONCE_SPACE).to_bytes(_NONCE_SIZE)
-            out.write(self._seal_record(header, index, nonce, piece, final, label))
+            record = buffer[: _RECORD_HEAD.size + len(piece) + _TAG_SIZE]
+            self._seal_record(record, header, index, nonce, piece, final, label)
+            out.write(record)
             total += len(piece)
         return total
 
     def _seal_record(
         self,
+        record: memoryview,
         header: bytes,
         index: int,
         nonce: bytes,
         piece: memoryview,
         final: bool,
         label: bytes,
-    ) -> bytearray:
+    ) -> None:
         # Encrypting into a buffer that already holds the record head spares
         # a copy of every record (the content is copied once, by the cipher).
         flag = _FINAL if final else _MORE
-        length = len(piece) + _TAG_SIZE
-        record = bytearray(_RECORD_HEAD.size + length)
-        _RECORD_HEAD.pack_into(record, 0, flag, nonce, length)
+        _RECORD_HEAD.pack_into(record, 0, flag, nonce, len(piece) + _TAG_SIZE)
         aad = _record_aad(header, index, flag, label)
-        self._aead.encrypt_into(
-            nonce, piece, aad, memoryview(record)[_RECORD_HEAD.size :]
-        )
-        return record
+        self._aead.encrypt_into(nonce, piece, aad, record[_RECORD_HEAD.size :])
 
     def unseal_stream(
         self,

@@ -7,8 +7,10 @@ appraisal of a TAM's own attestation) is reached through an
 :class:`AgentHost` the caller supplies.
 
 The Agent has one state, idle: every message is judged on its own.  The only
-memory it keeps between messages is the challenge it sent a TAM with
-ERR_ATTESTATION_REQUIRED, which the TAM's next QueryRequest must answer.
+memory it keeps between messages, per TAM URI, is the challenge it sent a TAM
+with ERR_ATTESTATION_REQUIRED, which the TAM's next QueryRequest must answer,
+and the key-agreement key the TAM's last QueryRequest offered, to which the
+SUIT Reports of the Update that follows are encrypted (teep-protocol 7.2).
 Processing of one incoming message (teep-protocol 8.3 and 12), first row
 that applies:
 
@@ -52,6 +54,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from teep import cbor, cose
+from teep.attestation.encryption import (
+    EncryptionError,
+    KDFPurpose,
+    encrypt,
+    offered_key,
+)
 from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import ALG_KINDS, COSEAlgorithm, PrivateKey, PublicKey
 from teep.protocol import codec
@@ -260,6 +268,9 @@ class Agent:
         # teep-protocol 12.2: the challenge sent with ERR_ATTESTATION_REQUIRED,
         # per TAM URI, until the TAM's next QueryRequest uses it up.
         self._tam_challenges: dict[str, bytes] = {}
+        # teep-protocol 7.2: the key the TAM's last QueryRequest offered; the
+        # SUIT Reports of the Update that follows are encrypted to it.
+        self._report_keys: dict[str, PublicKey] = {}
 
     @property
     def algs(self) -> frozenset[COSEAlgorithm]:
@@ -331,6 +342,7 @@ class Agent:
             alg=self._choose_alg(request.supported_teep_cipher_suites),
             token=request.token,
         )
+        self._remember_offer(request, ctx.tam_uri)
         versions = request.versions or (0,)
         if not set(versions) & set(SUPPORTED_VERSIONS):
             raise UnsupportedVersion(f"no supported version among {list(versions)}")
@@ -350,6 +362,13 @@ class Agent:
             attested,
         )
         return AgentResult(reply, [QueryAnswered(ctx.dialect.name, attested)])
+
+    def _remember_offer(self, request: QueryRequest, tam_uri: str) -> None:
+        key = offered_key(request.extensions)
+        if key is None:
+            self._report_keys.pop(tam_uri, None)
+        else:
+            self._report_keys[tam_uri] = key
 
     def _freshness(self, request: QueryRequest) -> bytes | None:
         """The eat_nonce the Evidence carries; None for a timestamp only."""
@@ -461,7 +480,9 @@ class Agent:
                 raise ManifestProcessingFailed(
                     str(exc), (*reports, *exc.reports)
                 ) from None
-        success = Success(token=update.token, suit_reports=tuple(reports) or None)
+        success = Success(
+            token=update.token, suit_reports=self._sealed(reports, ctx.tam_uri)
+        )
         event = ComponentsChanged(tuple(reports), tuple(removed))
         return AgentResult(self._sign(success, ctx), [event])
 
@@ -473,7 +494,7 @@ class Agent:
             err_code=exc.err_code,
             token=ctx.token,
             err_msg=reason,
-            suit_reports=getattr(exc, "reports", None) or None,
+            suit_reports=self._sealed(getattr(exc, "reports", None), ctx.tam_uri),
         )
         error = self._with_required_lists(error, exc, ctx)
         if isinstance(exc, UnsupportedCipherSuites):
@@ -507,6 +528,22 @@ class Agent:
                 supported_freshness_mechanisms=(FreshnessMechanism.NONCE,),
             )
         return error
+
+    def _sealed(
+        self, reports: Sequence[bytes] | None, tam_uri: str
+    ) -> tuple[bytes, ...] | None:
+        """SUIT Reports as sent: encrypted when the TAM offered a key."""
+        key = self._report_keys.get(tam_uri)
+        if key is None or not reports:
+            return tuple(reports or ()) or None
+        sealed = []
+        for report in reports:
+            try:
+                sealed.append(encrypt(report, key, KDFPurpose.SUIT_REPORT))
+            except EncryptionError as exc:
+                # Never sent in the clear to a TAM that asked otherwise.
+                log.warning("SUIT Report left out: %s", exc)
+        return tuple(sealed) or None
 
     def _sign(self, message: Message, ctx: _Context) -> bytes:
         return sign_message(

@@ -16,7 +16,9 @@ connect (empty POST)   -                                  QueryRequest (COSE_Sig
                                                           one signature per suite)
                                                           with a challenge, or a
                                                           token under timestamp
-                                                          freshness; remembered
+                                                          freshness or in the
+                                                          passport model;
+                                                          remembered
 Error from an          (about a QueryRequest: Update      as "Error answering a
 unknown signer         tokens go to enrolled devices)     QueryRequest", unverified
                                                           and not recorded
@@ -48,6 +50,7 @@ Success / Error        otherwise                          recorded, session ends
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -90,6 +93,7 @@ from teep.suit.store import ComponentId
 __all__ = [
     "TAM",
     "Appraised",
+    "AttestationModel",
     "Plan",
     "SessionEvent",
     "TAMConfig",
@@ -107,6 +111,15 @@ TOKEN = "token"
 CHALLENGE_SIZE = 32
 TOKEN_SIZE = 16
 FRESHNESS_SUPPORTED = (FreshnessMechanism.NONCE, FreshnessMechanism.TIMESTAMP)
+
+
+class AttestationModel(enum.Enum):
+    """The RATS model a TAM asks Agents to attest in (RFC 9334 5)."""
+
+    BACKGROUND_CHECK = "background-check"
+    """The Agent sends Evidence, which the TAM has appraised."""
+    PASSPORT = "passport"
+    """The Agent presents an Attestation Result from its own Verifier."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,13 @@ class TAMHost(Protocol):
         ``nonce`` is None under timestamp freshness (the age of ``iat``
         counts instead)."""
 
+    def open_report(self, agent_key: PublicKey, report: bytes) -> bytes:
+        """A SUIT Report from a verified message, decrypted when the Agent
+        encrypted it to the TAM (teep-protocol 7.2), so its nonce can be read.
+
+        :raises DecodeError: if it is encrypted and does not open.
+        """
+
     def plan(
         self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
     ) -> Plan:
@@ -217,6 +237,9 @@ class TAMConfig:
     (ERR_ATTESTATION_REQUIRED); None when this TAM cannot attest."""
     query_extensions: dict[int, Any] = field(default_factory=dict)
     """Extra QueryRequest options, for example the TAM's encryption offer."""
+    attestation_model: AttestationModel = AttestationModel.BACKGROUND_CHECK
+    """With PASSPORT, a nonce-fresh QueryRequest carries a token and no
+    challenge; the token matches the session and is the result's eat_nonce."""
 
 
 @dataclass(frozen=True)
@@ -308,13 +331,12 @@ class TAM:
 
     def _query_request(self, offer: _Offer) -> TAMResult:
         session = {"dialect": self.config.dialect.name, "freshness": offer.freshness}
-        value = self.config.random(
-            CHALLENGE_SIZE
-            if offer.freshness is FreshnessMechanism.NONCE
-            else TOKEN_SIZE
-        )
+        # teep-protocol 18 P1: in the passport model the QueryRequest carries
+        # a token and no challenge; the token is the result's eat_nonce.
+        passport = self.config.attestation_model is AttestationModel.PASSPORT
+        nonce_mode = offer.freshness is FreshnessMechanism.NONCE and not passport
+        value = self.config.random(CHALLENGE_SIZE if nonce_mode else TOKEN_SIZE)
         self.host.issue(value, CHALLENGE, cbor.dumps(session), None)
-        nonce_mode = offer.freshness is FreshnessMechanism.NONCE
         attestation = offer.attestation
         request = QueryRequest(
             data_item_requested=DataItem.ATTESTATION | DataItem.TRUSTED_COMPONENTS,
@@ -400,7 +422,7 @@ class TAM:
         session, nonce = self._session_of(response)
         events = [SessionEvent("query-response", f"signed with {alg.name}", device)]
         if response.token is not None and not _reports_carry(
-            response.suit_reports, response.token
+            self._opened(response.suit_reports, key), response.token
         ):
             # teep-protocol 11 step 3a: drop it, and say why in an Update.
             return self._refuse(
@@ -495,7 +517,7 @@ class TAM:
             raise MalformedMessage(f"{type(message).__name__} without a token")
         # teep-protocol 18 P11: reports whose nonce is not the token are
         # dropped with their message, before the token is used up.
-        if not _reports_carry(message.suit_reports, message.token):
+        if not _reports_carry(self._opened(message.suit_reports, key), message.token):
             raise MalformedMessage("suit-report-nonce does not match the token")
         # Only the device the token was issued to can use it up, so another
         # enrolled device that learned it cannot burn the real Success.
@@ -516,6 +538,13 @@ class TAM:
                 "error", f"{name}: {message.err_msg or ''}", key.thumbprint
             )
         return TAMResult(None, events=[event])
+
+    def _opened(
+        self, reports: Sequence[bytes] | None, key: PublicKey
+    ) -> tuple[bytes, ...]:
+        # An encrypted report hides its nonce: the host, which holds the
+        # TAM's key-agreement key, opens it first.
+        return tuple(self.host.open_report(key, report) for report in reports or ())
 
     # -- the Agent's Error about a QueryRequest ---------------------------------
 

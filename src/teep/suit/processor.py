@@ -70,7 +70,7 @@ from teep.suit.errors import (
     SuitRollbackError,
     SuitUnsupportedError,
 )
-from teep.suit.measure import bounded, finish, hasher_for
+from teep.suit.measure import bounded, finish, hasher_for, hashing_aside
 from teep.suit.registry import (
     SuitCommand,
     SuitDigestAlgorithm,
@@ -569,8 +569,13 @@ class _Interpreter:
         expected = digest_param(self, index)
         algorithm = expected.algorithm if expected else SuitDigestAlgorithm.sha_256
         hasher = hasher_for(algorithm)
-        self.txn.write(cid, bounded(chunks, limit, hasher))
-        if hasher is not None:
+        if hasher is None:
+            self.txn.write(cid, bounded(chunks, limit))
+        else:
+            # The hash runs beside the store's own work; the block ends only
+            # once every byte is hashed, so image-match sees the full digest.
+            with hashing_aside(hasher) as feed:
+                self.txn.write(cid, bounded(chunks, limit, feed))
             self.effects.measured[cid] = _Measure(
                 algorithm, finish(hasher, algorithm), hasher.size
             )

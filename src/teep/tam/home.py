@@ -159,6 +159,7 @@ class TAMHome:
     def endpoints(self, service: TAMService) -> dict[str, TAM]:
         """One protocol engine per configured URL path."""
         keys = self.keys()
+        attestation = self.attestation_settings()
         result = {}
         for path, numbering in self.settings.endpoints.items():
             dialect = _dialect(numbering)
@@ -169,7 +170,8 @@ class TAMHome:
                 token_ttl=service.token_ttl,
                 freshness=_freshness(self.settings.freshness),
                 attester=self.attester(),
-                query_extensions=self.attestation_settings().query_extensions(),
+                query_extensions=attestation.query_extensions(),
+                attestation_model=attestation.model(),
             )
             result[path] = TAM(config, service)
         return result

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from teep import cbor, components
 from teep.attestation.ar4si import TrustTier
+from teep.attestation.encryption import is_encrypted
 from teep.attestation.policy import QUARANTINED, AttestationPolicy
 from teep.attestation.relying_party import RelyingParty
 from teep.attestation.verifier import (
@@ -242,6 +243,18 @@ class TAMService(TAMHost):
             attested = frozenset(m.digest for m in result.claims.manifests) or None
         return Appraised(serve, status, result.reason, attested)
 
+    def open_report(self, agent_key: PublicKey, report: bytes) -> bytes:
+        """A SUIT Report, decrypted if it was encrypted to the TAM; one that
+        does not open is recorded against the device before it is refused.
+
+        :raises EncryptionError: if it is encrypted and does not open.
+        """
+        try:
+            return self.relying_party().open_report(report)
+        except TeepError as exc:
+            self._event(agent_key.thumbprint, "suit-report-refused", str(exc))
+            raise
+
     # -- policy ------------------------------------------------------------------
 
     def plan(
@@ -319,8 +332,15 @@ class TAMService(TAMHost):
         kid = agent_key.thumbprint
         ok = isinstance(message, Success)
         now = self.clock()
+        sealed = 0
         for report in message.suit_reports or ():
-            self.store.record_suit_report(kid, report=report, ok=ok, now=now)
+            # Reports are kept in the clear; that they came encrypted is
+            # recorded as an event (the engine opened them once already).
+            sealed += is_encrypted(report)
+            plain = self.relying_party().open_report(report)
+            self.store.record_suit_report(kid, report=plain, ok=ok, now=now)
+        if sealed:
+            self._event(kid, "suit-report-encrypted", f"{sealed} SUIT Report(s) opened")
         if ok:
             self._applied(kid, session)
         else:

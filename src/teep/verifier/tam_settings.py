@@ -7,6 +7,7 @@
   "verifier_keys": ["keys/verifier.pub.pem"],  # Verifiers whose EARs are
                                     # trusted (remote Verifier, passport model)
   "encrypted_evidence": false,      # offer keys/tam-ecdh.pem to Agents
+  "model": "background-check",      # or "passport": token, no challenge
   "warning_installs": false,        # AttestationPolicy
   "contraindicated": "remove"       # or "quarantine"
 }
@@ -26,6 +27,7 @@ from teep.attestation.encryption import encryption_offer
 from teep.attestation.policy import AttestationPolicy, ContraindicatedAction
 from teep.errors import ConfigError, TeepError
 from teep.keys import KeyKind, PrivateKey, PublicKey
+from teep.protocol.tam import AttestationModel
 from teep.tam.service import TAMService
 from teep.verifier.client import VerifierClient, VerifierMode
 
@@ -37,6 +39,7 @@ _KEYS = {
     "verifier_mode",
     "verifier_keys",
     "encrypted_evidence",
+    "model",
     "warning_installs",
     "contraindicated",
 }
@@ -93,6 +96,19 @@ class TAMAttestationSettings:
             ) from None
         warning = bool(self.values.get("warning_installs", False))
         return AttestationPolicy(warning, contraindicated)
+
+    def model(self) -> AttestationModel:
+        """The attestation model QueryRequests ask for.
+
+        :raises ConfigError: for an unknown model.
+        """
+        name = self.values.get("model", AttestationModel.BACKGROUND_CHECK.value)
+        try:
+            return AttestationModel(name)
+        except ValueError:
+            raise ConfigError(
+                f"tam.json: model is {name!r} (use background-check or passport)"
+            ) from None
 
     def encryption_key(self) -> PrivateKey | None:
         """The TAM's key-agreement key, made on first use, if enabled."""
@@ -152,6 +168,7 @@ def update_tam_settings(folder: Path, **changes: Any) -> dict[str, Any]:
     settings = TAMAttestationSettings.load(folder, merged)
     settings.remote_verifier(settings.verifier_keys())
     settings.policy()
+    settings.model()
     data["attestation"] = merged
     path.write_text(json.dumps(data, indent=2) + "\n")
     return merged
