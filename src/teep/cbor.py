@@ -248,30 +248,43 @@ _PLAIN = (int, bytes, str, bool, float, type(None))
 
 
 def _check_types(value: Any, tags: frozenset[int], limits: CBORLimits) -> None:
-    stack = [(value, 0)]
-    seen = 0
-    while stack:
-        item, depth = stack.pop()
-        seen += 1
-        if seen > limits.max_items:
-            raise CBORDecodeError("too many data items")
-        if isinstance(item, _PLAIN):
-            continue
-        if depth >= limits.max_depth:
-            raise CBORDecodeError("nesting too deep")
-        if isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, dict):
-            for key, val in item.items():
-                if not isinstance(key, int | bytes | str | bool | type(None)):
-                    raise CBORDecodeError("map key of a disallowed type")
-                stack.append((val, depth + 1))
-        elif isinstance(item, cbor2.CBORTag):
-            if item.tag not in tags:
-                raise CBORDecodeError(f"CBOR tag {item.tag} is not allowed here")
-            stack.append((item.value, depth + 1))
-        else:
-            raise CBORDecodeError(f"disallowed CBOR item ({type(item).__name__})")
+    if type(value) not in _PLAIN_TYPES:
+        _walk(value, tags, limits.max_depth, limits.max_items)
+
+
+_PLAIN_TYPES = frozenset({int, bytes, str, bool, float, type(None)})
+_KEY_TYPES = frozenset({int, bytes, str, bool, type(None)})
+
+
+def _walk(item: Any, tags: frozenset[int], depth: int, remaining: int) -> int:
+    """Check one container and what it holds; return the item budget left.
+
+    The hot path of every decode: plain items are skipped by an exact type
+    test, and only containers recurse (never deeper than ``max_depth``).
+    """
+    if depth <= 0:
+        raise CBORDecodeError("nesting too deep")
+    kind = type(item)
+    if kind is list:
+        children = item
+    elif kind is dict:
+        if any(type(key) not in _KEY_TYPES for key in item):
+            raise CBORDecodeError("map key of a disallowed type")
+        children = item.values()
+        remaining -= len(item)
+    elif kind is cbor2.CBORTag:
+        if item.tag not in tags:
+            raise CBORDecodeError(f"CBOR tag {item.tag} is not allowed here")
+        children = (item.value,)
+    else:
+        raise CBORDecodeError(f"disallowed CBOR item ({kind.__name__})")
+    remaining -= len(children)
+    if remaining < 0:
+        raise CBORDecodeError("too many data items")
+    for child in children:
+        if type(child) not in _PLAIN_TYPES:
+            remaining = _walk(child, tags, depth - 1, remaining)
+    return remaining
 
 
 def peek_tag(data: bytes) -> int | None:
