@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from teep.device.components import demo_component_source, demo_component_wasm
 from teep.keys import PrivateKey
 from teep.suit.envelope import SuitEnvelope, open_envelope
 from teep.suit.processor import SuitProcessor
@@ -22,7 +24,14 @@ def folder(tmp_path: Path) -> Path:
     """The documented examples, with a signer, a device key and a module."""
     for name in ("hello.toml", "config.toml", "config.json"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
-    (tmp_path / "hello.wasm").write_bytes(b"\0asm\1\0\0\0")
+    # The example points into the source tree; here the module sits beside it.
+    hello = tmp_path / "hello.toml"
+    hello.write_text(
+        re.sub(
+            r'payload = "[^"]*"', 'payload = "hello.wasm"', hello.read_text(), count=1
+        )
+    )
+    (tmp_path / "hello.wasm").write_bytes(demo_component_wasm())
     PrivateKey.generate().save(tmp_path / "signer.pem")
     device = PrivateKey.generate()
     device.save(tmp_path / "device-kek.pem")
@@ -213,3 +222,42 @@ def test_tam_device_reports(run: Run, tmp_path: Path) -> None:
     assert "undecodable" in result.stdout
     as_json = run("tam", "device", "reports", "--dir", str(home), "--json", kid)
     assert '"reason": "condition-failed"' in as_json.stdout
+
+
+def test_description_payload_checked_as_component(run: Run, folder: Path) -> None:
+    """A Trusted Component payload that is not a WebAssembly module is refused
+    with the line of its payload field; WebAssembly text is compiled."""
+    (folder / "junk.bin").write_bytes(b"not a module")
+    bad = folder / "bad.toml"
+    bad.write_text(
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "junk.bin"\n'
+    )
+    result = run(
+        "manifest",
+        "create",
+        str(bad),
+        "--signer",
+        str(folder / "signer.pem"),
+        "-o",
+        str(folder / "x.suit"),
+    )
+    assert_one_line_error(result)
+    assert "bad.toml:4" in result.stderr
+    (folder / "hello.wat").write_text(demo_component_source())
+    good = folder / "wat.toml"
+    good.write_text(
+        'name = "w"\nsequence-number = 1\n[[component]]\npayload = "hello.wat"\n'
+    )
+    out = folder / "w.suit"
+    result = run(
+        "manifest",
+        "create",
+        str(good),
+        "--signer",
+        str(folder / "signer.pem"),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.stderr
+    env = SuitEnvelope.decode(out.read_bytes())
+    assert demo_component_wasm() in env.integrated.values()

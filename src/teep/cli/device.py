@@ -194,6 +194,8 @@ def verifier(folder: Path, url: str | None, mode: str) -> None:
     model); without URL, send Evidence again (background check)."""
     import dataclasses
 
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="URL")
     dev = Device.open(folder)
     settings = dataclasses.replace(dev.settings, verifier_url=url, verifier_mode=mode)
     settings.save(folder)

@@ -13,6 +13,7 @@ from teep.keys import PrivateKey, PublicKey
 from teep.suit.builder import build_envelope, envelope_of, sever_envelope, sign_envelope
 from teep.suit.envelope import SuitEnvelope, _auth_parts, open_envelope
 from teep.suit.registry import SuitManifestKey
+from teep.suit.store import ComponentId
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -82,10 +83,26 @@ def create(
     )
 
 
+def _component_payload(cid: ComponentId, name: str, data: bytes) -> bytes:
+    """WebAssembly text is compiled, and a Trusted Component (an id ending in
+    'ta') must be a module the device can run."""
+    from teep.device.wasm import ComponentError, compile_wat, validate_module
+
+    if name.endswith(".wat"):
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise ComponentError("a .wat file must be UTF-8 text") from None
+        data = compile_wat(text)
+    if cid and cid[-1] == components.TA_SUFFIX:
+        validate_module(data)
+    return data
+
+
 def _create_from(path: Path, signer: Path | None, output: str) -> None:
     from teep.suit.description import load_description
 
-    desc = load_description(path)
+    desc = load_description(path, payload_filter=_component_payload)
     key_file = signer or desc.signer
     if key_file is None:
         fail(f"{path}: no signer: give --signer or a 'signer' field")

@@ -102,8 +102,10 @@ def serve(
     """Serve TEEP over HTTP until interrupted."""
     home = TAMHome.open(folder)
     url = database or home.database_url
-    # Migrations run here, once, before any worker exists.
-    home.open_store(url).close()
+    # Migrations run here, once, before any worker exists; the settings are
+    # checked here too, so a mistake is one line, not a dying worker.
+    with _Closing(home.open_store(url)) as store:
+        home.service(store)
     config = _http_config(home, host, port)
     sock = bind_socket(config)
     bound = sock.getsockname()[1]
@@ -139,7 +141,7 @@ def _http_config(home: TAMHome, host: str | None, port: int | None) -> HTTPConfi
 def _worker(home: TAMHome, url: str, config: HTTPConfig, sock: socket.socket) -> None:
     """One serving process: its own database connections and event loop."""
     store = TAMStore.open(url, migrate=False)
-    service = TAMService(store)
+    service = home.service(store)
 
     def outstanding() -> int:
         return store.count_outstanding_nonces(None, now=service.clock())
@@ -247,6 +249,7 @@ def verifier(
         changes["model"] = model
     settings = update_tam_settings(folder, **changes)
     console.print(f"attestation settings: {settings}")
+    console.print("restart 'teep tam serve' to apply them")
 
 
 @tam.group("signer")

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from teep import components as names
-from teep.errors import ConfigError, KeyLoadError
+from teep.errors import ConfigError, KeyLoadError, TeepError
 from teep.keys import COSEAlgorithm, PublicKey
 from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
 from teep.suit.encryption import (
@@ -142,8 +142,18 @@ class _Context:
         return header
 
 
-def load_description(path: str | Path) -> ManifestDescription:
+PayloadFilter = Callable[[ComponentId, str, bytes], bytes]
+"""Turns a payload file's bytes into the payload (component id, file name,
+bytes); raises a TeepError to refuse it."""
+
+
+def load_description(
+    path: str | Path, *, payload_filter: PayloadFilter | None = None
+) -> ManifestDescription:
     """Read a TOML description and the files it names (relative to it).
+
+    :param payload_filter: applied to each component payload as read (the
+        ``teep`` command compiles WebAssembly text and checks modules with it).
 
     :raises DescriptionError: if anything in it is missing or wrong, with
         the file, line and field in the message.
@@ -157,13 +167,16 @@ def load_description(path: str | Path) -> ManifestDescription:
         value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DescriptionError(f"{source}: not valid TOML: {exc}") from None
-    return _Parser(_Context(source, text), source.parent).parse(value)
+    return _Parser(_Context(source, text), source.parent, payload_filter).parse(value)
 
 
 class _Parser:
-    def __init__(self, ctx: _Context, base: Path) -> None:
+    def __init__(
+        self, ctx: _Context, base: Path, payload_filter: PayloadFilter | None = None
+    ) -> None:
         self.ctx = ctx
         self.base = base
+        self.payload_filter = payload_filter
         self.integrated: dict[str, bytes] = {}
         self.detached: dict[Path, bytes] = {}
         self.encrypted: list[str] = []
@@ -273,6 +286,11 @@ class _Parser:
                 at("id"), "missing (only the first may default to name)"
             )
         payload = self._file(table.get("payload"), at("payload"))
+        if self.payload_filter is not None:
+            try:
+                payload = self.payload_filter(cid, str(table["payload"]), payload)
+            except TeepError as exc:
+                self.ctx.error(at("payload"), str(exc))
         uri = self._opt(table, "uri", str, at("uri")) or (
             "#tc" if index == 0 else f"#tc{index}"
         )

@@ -138,6 +138,16 @@ class TAMHome:
             return None
         return tam_attester(PrivateKey.load(path))
 
+    def service(self, store: TAMStore) -> TAMService:
+        """The TAM host over ``store``, configured from ``tam.json``: the
+        Verifier, trusted Verifier keys, decryption key and status policy.
+
+        :raises ConfigError: if the attestation settings are invalid.
+        """
+        service = TAMService(store)
+        self.attestation_settings().apply(service)
+        return service
+
     def attestation_settings(self) -> TAMAttestationSettings:
         """The ``attestation`` settings, checked.
 
