@@ -226,13 +226,7 @@ class SuitProcessor:
         except SuitError as exc:
             exc.report = _failure_report(envelope, exc, report_nonce)
             raise
-        return ProcessResult(
-            installed,
-            _success_report(env, effects, report_nonce),
-            signer,
-            tuple(effects.invocations),
-            tuple(effects.removed),
-        )
+        return _result(installed, env, effects, report_nonce, signer)
 
     def uninstall(
         self, manifest_component_id: ComponentId, *, report_nonce: bytes | None = None
@@ -264,13 +258,7 @@ class SuitProcessor:
         except SuitError as exc:
             exc.report = _failure_report(installed.envelope, exc, report_nonce)
             raise
-        return ProcessResult(
-            installed,
-            _success_report(env, effects, report_nonce),
-            None,
-            tuple(effects.invocations),
-            tuple(effects.removed),
-        )
+        return _result(installed, env, effects, report_nonce)
 
     def invoke(
         self, manifest_component_id: ComponentId, *, report_nonce: bytes | None = None
@@ -292,13 +280,7 @@ class SuitProcessor:
         except SuitError as exc:
             exc.report = _failure_report(installed.envelope, exc, report_nonce)
             raise
-        return ProcessResult(
-            installed,
-            _success_report(env, effects, report_nonce),
-            None,
-            tuple(effects.invocations),
-            tuple(effects.removed),
-        )
+        return _result(installed, env, effects, report_nonce)
 
     def _admit(self, env: SuitEnvelope, signer: PublicKey) -> ComponentId:
         mcid = env.manifest.manifest_component_id or self.default_manifest_component_id
@@ -328,6 +310,23 @@ def _kept(effects: _Effects) -> tuple[ComponentId, ...]:
     """Components written and still present (a staging copy is not kept)."""
     gone = set(effects.removed)
     return tuple(c for c in dict.fromkeys(effects.written) if c not in gone)
+
+
+def _result(
+    manifest: InstalledManifest,
+    env: SuitEnvelope,
+    effects: _Effects,
+    nonce: bytes | None,
+    signer: PublicKey | None = None,
+) -> ProcessResult:
+    """What a procedure that succeeded returns, with its report."""
+    return ProcessResult(
+        manifest,
+        _success_report(env, effects, nonce),
+        signer,
+        tuple(effects.invocations),
+        tuple(effects.removed),
+    )
 
 
 def _success_report(env: SuitEnvelope, effects: _Effects, nonce: bytes | None) -> bytes:
