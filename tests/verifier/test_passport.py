@@ -129,3 +129,22 @@ def test_verifier_down_falls_back_to_evidence(world: World) -> None:
     response = response_of(world.device, steps[0].agent.reply or b"")
     assert response.attestation_payload_format is None
     assert held(world.device)
+
+
+def test_remote_refusal_keeps_the_verifiers_reason(
+    world: World, served: Served
+) -> None:
+    """A device the remote Verifier does not endorse is refused with the
+    Verifier's own reason recorded, not a nonce or binding complaint."""
+    world.service.verifier_keys = (VERIFIER_KEY.public,)
+    world.service.attestation_verifier = VerifierClient(
+        served.url, (VERIFIER_KEY.public,)
+    )
+    stranger = world.new_device("stranger")
+    world.endorse(stranger)
+    world.session(stranger)
+    assert not held(stranger)
+    (record, *_) = world.store.list_appraisals()
+    assert record.status == "contraindicated"
+    assert "nonce" not in record.reason
+    assert "cnf" not in record.reason

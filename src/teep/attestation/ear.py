@@ -280,9 +280,10 @@ def verify_ear(
         result.nonce is None or not hmac.compare_digest(result.nonce, nonce)
     ):
         raise NonceMismatchError("the result's eat_nonce does not match")
-    if cnf_key is not None:
+    if cnf_key is not None and result.status is TrustTier.affirming:
         # teep-protocol EAT profile: the result must name the presenting key,
-        # or one Agent could replay another Agent's result.
+        # or one Agent could replay another Agent's result.  A result that
+        # affirms nothing grants nothing, so its own reason is kept instead.
         if result.cnf_kid is None:
             raise CnfMismatchError("the result carries no cnf")
         if not hmac.compare_digest(result.cnf_kid, cnf_key.thumbprint):

@@ -448,7 +448,7 @@ def device_show(folder: Path, device_id: str) -> None:
     with _Closing(_store(folder)) as store:
         record = store.find_device(device_id)
         if record is None:
-            fail(f"no device matches {device_id!r}")
+            fail(_no_device(device_id))
         console.print(f"device {record.kid.hex()}")
         console.print(
             f"  ueid {(record.ueid or b'').hex()}  status {record.status}: "
@@ -494,9 +494,16 @@ def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
     with _Closing(_store(folder)) as store:
         record = store.find_device(device_id)
         if record is None:
-            fail(f"no device matches {device_id!r}")
+            fail(_no_device(device_id))
         stored = store.list_suit_reports(record.kid, 50)
     print_reports([(r.at, r.ok, r.report) for r in stored], as_json)
+
+
+def _no_device(text: str) -> str:
+    hint = ""
+    if len(text) < 8:
+        hint = " (a kid prefix needs at least 8 hex digits)"
+    return f"no device matches {text!r}{hint}"
 
 
 def _ago(at: float | None) -> str:

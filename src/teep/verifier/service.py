@@ -247,6 +247,10 @@ class VerifierService:
             verifier_id=self.config.verifier_id,
             validity=self.config.result_validity,
             raw_evidence=evidence if self.config.include_raw_evidence else None,
+            # A refusal answers the request's nonce too, so the Relying Party
+            # can match it and read why (the Evidence's own nonce may be
+            # unreadable or wrong).
+            nonce=nonce if nonce is not None else appraisal.nonce,
             cnf=_evidence_cnf(evidence) if appraisal.claims is not None else None,
         )
         log.info(
