@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support import ServedTAM
 from teep.device.broker import Broker
 from teep.device.runtime import Device
 from teep.protocol.agent import ComponentsChanged, QueryAnswered
@@ -88,49 +87,11 @@ def test_demo_second_run_is_compliant(demo: tuple[Path, str, str]) -> None:
     assert GREETING in second
 
 
-class Server:
+class Server(ServedTAM):
     """A ``teep tam serve --port 0`` child process."""
 
     def __init__(self, tam_dir: Path) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            teep("tam", "serve", "--dir", str(tam_dir), "--port", "0"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=environment(),
-        )
-        self.url = self._listening()
-
-    def _listening(self) -> str:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            if "listening on" in line:
-                url = line.split("listening on", 1)[1].strip()
-                # Keep reading so the child never blocks on a full pipe.
-                threading.Thread(target=self._drain, daemon=True).start()
-                return url
-        self.stop()
-        pytest.fail("teep tam serve did not start listening")
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """End the process (if it still runs) and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(tam_dir, env=environment())
 
 
 def lowered(headers: email.message.Message) -> dict[str, str]:

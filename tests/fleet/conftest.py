@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url
 
+from support import ServedTAM, postgres_schema
 from teep import cbor, components
 from teep.device.components import demo_component_wasm
 from teep.device.runtime import Device
@@ -32,7 +27,7 @@ from teep.keys import KeyKind, PrivateKey
 from teep.suit.builder import build_envelope
 from teep.tam.home import SETTINGS, TAMHome
 from teep.tam.service import add_component
-from teep.tam.store import TAMStore, normalise_url
+from teep.tam.store import TAMStore
 
 POSTGRES_ENV = "TEEP_TEST_POSTGRES_URL"
 TEEP = "application/teep+cbor"
@@ -52,18 +47,7 @@ def postgres_base() -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose search path is a fresh PostgreSQL schema (dropped after)."""
-    base = postgres_base()
-    schema = f"teep_fleet_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    yield from postgres_schema(postgres_base(), "teep_fleet")
 
 
 def module(sequence: int) -> bytes:
@@ -152,54 +136,12 @@ def make_fleet(tmp: Path, url: str = "") -> Fleet:
     return fleet
 
 
-def teep(*args: str) -> list[str]:
-    """The command line running ``teep`` with this interpreter."""
-    return [sys.executable, "-m", "teep", *args]
-
-
-class Server:
+class Server(ServedTAM):
     """A ``teep tam serve`` child process on a free port."""
 
     def __init__(self, folder: Path, *args: str) -> None:
-        self.lines: list[str] = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        self.process = subprocess.Popen(
-            teep("tam", "serve", "--dir", str(folder), "--port", "0", *args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.url = self._listening()
-
-    def _listening(self) -> str:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if "listening on" in line and line.rstrip().endswith("/tam"):
-                threading.Thread(target=self._drain, daemon=True).start()
-                return line.split("listening on", 1)[1].strip()
-        self.stop()
-        pytest.fail("teep tam serve did not start:\n" + "".join(self.lines))
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """End the process (if it still runs) and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(folder, *args, env=env)
 
 
 def post(

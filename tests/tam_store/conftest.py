@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import create_engine
 
+from support import postgres_schema
 from teep.tam.models import Base
 from teep.tam.store import TAMStore, normalise_url
 
@@ -38,17 +38,7 @@ def _postgres_base() -> str:
 
 def _postgres_schema(base: str) -> Iterator[str]:
     """Create a uniquely named schema, yield a URL that uses it, drop it."""
-    schema = f"teep_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    yield from postgres_schema(base, "teep_test")
 
 
 @pytest.fixture(scope="session")
