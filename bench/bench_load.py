@@ -35,6 +35,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from sqlalchemy import create_engine, make_url
 
 from teep import cbor, components, cose
@@ -42,6 +44,7 @@ from teep.device.broker import Broker
 from teep.device.components import demo_component_wasm
 from teep.device.runtime import Device
 from teep.keys import KeyKind, PrivateKey
+from teep.protocol.registry import TEEP_MEDIA_TYPE
 from teep.suit.builder import build_envelope
 from teep.tam.home import SETTINGS, TAMHome
 from teep.tam.models import DeviceRecord
@@ -73,6 +76,58 @@ def crypto_floor(rounds: int = 300) -> float:
         cose.sign1(payload, p256)  # Update
         cose.verify(success, [agent.public])  # Success
     return rounds / (time.perf_counter() - started)
+
+
+def _bare_server(port_out: Any) -> None:
+    """An aiohttp server that answers every POST with 300 bytes, no work."""
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=bytes(300), content_type=TEEP_MEDIA_TYPE)
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/tam", answer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_out.put(runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def http_floor(sessions: int = 300) -> float | None:
+    """Sessions per second one core could serve if the TAM only answered a
+    session's three HTTP requests (aiohttp, a new connection per session as
+    the Broker opens), from the server's CPU time; None without /proc."""
+    context = multiprocessing.get_context("fork")
+    port_out = context.Queue()
+    server = context.Process(target=_bare_server, args=(port_out,), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port_out.get()}/tam"
+
+    async def session() -> None:
+        headers = {"Content-Type": TEEP_MEDIA_TYPE, "Accept": TEEP_MEDIA_TYPE}
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.post(url, data=bytes(300), headers=headers) as got:
+                    await got.read()
+
+    try:
+        assert server.pid is not None
+        asyncio.run(session())
+        before = tam_cpu_seconds(server.pid)
+        for _ in range(sessions):
+            asyncio.run(session())
+        after = tam_cpu_seconds(server.pid)
+    finally:
+        server.terminate()
+        server.join()
+    if before is None or after is None or after <= before:
+        return None
+    return sessions / (after - before)
 
 
 # setting up
@@ -156,22 +211,6 @@ def _fake_device(now: float) -> DeviceRecord:
     )
 
 
-def _fake_device(now: float) -> DeviceRecord:
-    return DeviceRecord(
-        kid=os.urandom(32),
-        cose_key=b"\xa0",
-        ueid=os.urandom(16),
-        hwmodel=b"teep-sim",
-        numbering="final",
-        label=None,
-        status="affirming",
-        status_reason="imported",
-        status_at=now,
-        first_seen=now,
-        last_seen=now,
-    )
-
-
 def serve(home: TAMHome, workers: int) -> tuple[subprocess.Popen[str], str]:
     """Start ``teep tam serve``; the process and its TAM URI."""
     process = subprocess.Popen(
@@ -187,6 +226,25 @@ def serve(home: TAMHome, workers: int) -> tuple[subprocess.Popen[str], str]:
             subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
             return process, line.split("listening on", 1)[1].strip()
     raise RuntimeError("teep tam serve did not start")
+
+
+def tam_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds used so far by the TAM process and its
+    worker processes (read from /proc; None where there is none)."""
+    proc = Path("/proc")
+    if not (proc / str(pid) / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # After the command name: state, ppid, ..., utime (14), stime (15).
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 # the clients
@@ -267,7 +325,12 @@ def measure(args: argparse.Namespace, workers: int, registry: int) -> dict[str, 
     process, url = serve(home, workers)
     try:
         warm_up(folders, url)
-        return run_clients(folders, url, args.clients, args.sessions)
+        before = tam_cpu_seconds(process.pid)
+        got = run_clients(folders, url, args.clients, args.sessions)
+        after = tam_cpu_seconds(process.pid)
+        if before is not None and after is not None:
+            got["tam_cpu_ms"] = 1000 * (after - before) / got["sessions"]
+        return got
     finally:
         process.terminate()
         process.wait()
@@ -291,6 +354,14 @@ def main() -> None:
     floor = crypto_floor()
     backend = "postgresql" if args.database else "sqlite"
     print(f"crypto floor: {floor:.0f} sessions/s on one core; CPUs: {os.cpu_count()}")
+    http = http_floor()
+    if http is not None:
+        both = 1 / (1 / floor + 1 / http)
+        print(
+            f"HTTP floor: {http:.0f} sessions/s on one core (aiohttp answering a "
+            f"session's 3 requests, no work); crypto and HTTP together: "
+            f"{both:.0f}/s ({both / floor:.0%} of the crypto floor)"
+        )
     for workers in (int(w) for w in args.workers.split(",")):
         for registry in (int(r) for r in args.registry.split(",")):
             got = measure(args, workers, registry)
@@ -300,6 +371,16 @@ def main() -> None:
                 f"({got['per_s'] / floor:.0%} of floor), "
                 f"p50 {got['p50_ms']:.0f} ms, p99 {got['p99_ms']:.0f} ms"
             )
+            if "tam_cpu_ms" in got:
+                # The simulated devices share this machine's cores with the
+                # TAM, so the rate above is also bounded by their own work;
+                # what the TAM could serve on one core of its own is this.
+                capacity = 1000 / got["tam_cpu_ms"]
+                print(
+                    f"  TAM CPU per session {got['tam_cpu_ms']:.1f} ms: "
+                    f"{capacity:.0f} sessions/s per core "
+                    f"({capacity / floor:.0%} of floor)"
+                )
             sys.stdout.flush()
 
 

@@ -29,14 +29,15 @@ def test_tam_engine(data: bytes) -> None:
     assert result.dropped or result.reply is None or result.reply
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[tuple[str, int]]:
-    """The seeds' TAM served on loopback by a thread running its own loop."""
+@pytest.fixture(scope="module", params=[True, False], ids=["threads", "inline"])
+def endpoint(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """The seeds' TAM served on loopback by a thread running its own loop,
+    the engine in worker threads or in the loop itself."""
     config = HTTPConfig(port=0, max_body=4096, connect_rate=0)
     sock = bind_socket(config)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    app = make_app({"/tam": S.tam}, config=config)
+    app = make_app({"/tam": S.tam}, config=config, offload=request.param)
     thread = threading.Thread(
         target=loop.run_until_complete, args=(serve_socket(app, sock, stop),)
     )

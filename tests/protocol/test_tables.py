@@ -8,6 +8,7 @@ signature) and in the other numbering (pre-RFC to a final-numbering peer).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from typing import Any
@@ -58,6 +59,9 @@ class FakeTAMHost:
         self.values: dict[tuple[bytes, str], bytes] = {}
         self.owners: dict[tuple[bytes, str], bytes | None] = {}
         self.recorded: list[Any] = []
+
+    def message(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     def issue(self, value: bytes, kind: str, data: bytes, device: bytes | None) -> None:
         self.values[(value, kind)] = data

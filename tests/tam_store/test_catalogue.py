@@ -1,14 +1,17 @@
-"""Trusted Components catalogue and the policy that assigns components."""
+"""The catalogue (Trusted Components and their Personalization Data) and the
+policy that assigns components."""
 
 from __future__ import annotations
 
 import pytest
 
 from teep.errors import ConfigError, StoreError
+from teep.tam.models import CONFIG, TA
 from teep.tam.store import (
     AlreadyExistsError,
     DeviceRecord,
     NotFoundError,
+    StaleVersionError,
     TAMStore,
 )
 
@@ -160,3 +163,107 @@ def test_required_components_without_claims(store: TAMStore) -> None:
     store.add_policy("b")
     store.add_policy("c", selector="hwmodel:00")
     assert [c.name for c in store.required_components(device)] == ["a", "b"]
+
+
+def _add_data(store: TAMStore, name: str, seq: int, device: str = "*") -> None:
+    store.add_component(
+        name,
+        kind=CONFIG,
+        device=device,
+        manifest_component_id=name.encode() + b"-config",
+        component_id=b"cid-config-" + name.encode(),
+        sequence_number=seq,
+        envelope=f"{name}-config-{device}-{seq}".encode(),
+        signer_kid=b"signer",
+        now=float(seq),
+        newer_only=True,
+    )
+
+
+def test_personalization_beside_its_component(store: TAMStore) -> None:
+    """Data for every device and per device share the component's name and
+    sequence numbers; the component's lookups see only the component."""
+    device = _device(store)
+    _add(store, "hello", 1)
+    _add_data(store, "hello", 1)
+    _add_data(store, "hello", 1, device=KID.hex().upper())
+    _add_data(store, "hello", 2, device=UEID.hex())
+    store.add_policy("hello")
+    listed = [(c.kind, c.device, c.sequence_number) for c in store.list_components()]
+    assert listed == [
+        (TA, "*", 1),
+        (CONFIG, "*", 1),
+        (CONFIG, UEID.hex(), 2),
+        (CONFIG, KID.hex(), 1),
+    ]
+    record = store.get_component("hello")
+    assert record is not None and (record.kind, record.device) == (TA, "*")
+    assert [c.kind for c in store.required_components(device)] == [TA]
+    found = store.component_by_manifest_id(b"hello-config")
+    assert found is not None and found.sequence_number == 2
+
+
+def test_personalization_newer_only_per_device(store: TAMStore) -> None:
+    """Sequence numbers grow per name, kind and device, not across them."""
+    _add(store, "hello", 5)
+    _add_data(store, "hello", 2)
+    _add_data(store, "hello", 1, device=KID.hex())
+    with pytest.raises(StaleVersionError, match=f"for device {KID.hex()[:16]}"):
+        _add_data(store, "hello", 1, device=KID.hex())
+    with pytest.raises(StaleVersionError, match="Personalization Data of 'hello'"):
+        _add_data(store, "hello", 2)
+    newest = store.list_components(all_versions=True)
+    assert [(c.kind, c.sequence_number) for c in newest] == [
+        (TA, 5),
+        (CONFIG, 2),
+        (CONFIG, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "device", "message"),
+    [
+        (TA, KID.hex(), "every device"),
+        (CONFIG, "hwmodel:1122", "bad device"),
+        (CONFIG, "kid:00", "bad selector"),
+        ("firmware", "*", "unknown catalogue kind"),
+    ],
+)
+def test_bad_catalogue_entries(
+    store: TAMStore, kind: str, device: str, message: str
+) -> None:
+    """A component for one device, a model selector and unknown kinds are
+    refused."""
+    with pytest.raises(ConfigError, match=message):
+        store.add_component(
+            "hello",
+            kind=kind,
+            device=device,
+            manifest_component_id=b"m",
+            component_id=b"c",
+            sequence_number=1,
+            envelope=b"e",
+            signer_kid=b"s",
+            now=1.0,
+        )
+
+
+def test_remove_personalization(store: TAMStore) -> None:
+    """Data is removed per device, for every device, or all at once; the
+    component and its policy stay, and removing the component takes all."""
+    _add(store, "hello", 1)
+    store.add_policy("hello")
+    for device in ("*", KID.hex(), UEID.hex()):
+        _add_data(store, "hello", 1, device=device)
+    assert store.remove_personalization("hello", KID.hex().upper()) is True
+    assert store.remove_personalization("hello", KID.hex()) is False
+    assert store.remove_personalization("hello", "*") is True
+    assert [c.device for c in store.list_components()] == ["*", UEID.hex()]
+    _add_data(store, "hello", 2)
+    assert store.remove_personalization("hello") is True
+    assert [c.kind for c in store.list_components()] == [TA]
+    assert store.remove_personalization("hello") is False
+    assert store.list_policies() != []
+    _add_data(store, "hello", 3)
+    assert store.remove_component("hello") is True
+    assert store.list_components() == []

@@ -9,12 +9,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from teep.errors import ConfigError
 from teep.tam import migrations
-from teep.tam.models import Base
+from teep.tam.models import CONFIG, TA, Base
 from teep.tam.store import (
+    AlreadyExistsError,
     DatabaseUnavailableError,
     SchemaMismatchError,
     TAMStore,
@@ -69,6 +70,80 @@ def test_downgrade_and_upgrade_again(empty_url: str) -> None:
         assert inspect(connection).get_table_names() == ["alembic_version"]
     engine.dispose()
     TAMStore.open(empty_url).close()
+
+
+def test_first_schema_upgrades_with_its_catalogue(empty_url: str) -> None:
+    """A database made by the first revision upgrades to head: its components
+    become Trusted Components for every device, their policies stay, and
+    Personalization Data can join them at the same sequence number."""
+    engine = create_engine(normalise_url(empty_url))
+    with engine.begin() as connection:
+        migrations.upgrade(connection, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO components (name, manifest_component_id, component_id,"
+                " sequence_number, envelope, signer_kid, added_at)"
+                " VALUES ('hello', :mid, :cid, 3, :env, :kid, 1.0)"
+            ),
+            {"mid": b"m", "cid": b"c", "env": b"e", "kid": b"k"},
+        )
+        connection.execute(
+            text("INSERT INTO policies (component, selector) VALUES ('hello', '*')")
+        )
+    engine.dispose()
+    with TAMStore.open(empty_url) as store:
+        (record,) = store.list_components()
+        assert (record.name, record.kind, record.device) == ("hello", TA, "*")
+        assert record.sequence_number == 3
+        assert [p.component for p in store.list_policies()] == ["hello"]
+        for device in ("*", "ab"):
+            store.add_component(
+                "hello",
+                kind=CONFIG,
+                device=device,
+                manifest_component_id=b"m-config",
+                component_id=b"c-config",
+                sequence_number=3,
+                envelope=b"e-config",
+                signer_kid=b"k",
+                now=2.0,
+            )
+        with pytest.raises(AlreadyExistsError):
+            store.add_component(
+                "hello",
+                manifest_component_id=b"m",
+                component_id=b"c",
+                sequence_number=3,
+                envelope=b"e2",
+                signer_kid=b"k",
+                now=3.0,
+            )
+        assert len(store.list_components()) == 3
+
+
+def test_downgrade_drops_personalization(empty_url: str) -> None:
+    """Going back to the first revision keeps the Trusted Components and
+    drops the Personalization Data the old schema cannot hold."""
+    with TAMStore.open(empty_url) as store:
+        for kind, seq in ((TA, 1), (CONFIG, 1)):
+            store.add_component(
+                "hello",
+                kind=kind,
+                manifest_component_id=kind.encode(),
+                component_id=kind.encode(),
+                sequence_number=seq,
+                envelope=b"e",
+                signer_kid=b"k",
+                now=1.0,
+            )
+    engine = create_engine(normalise_url(empty_url))
+    with engine.begin() as connection:
+        command.downgrade(migrations.alembic_config(connection), "0001")
+        rows = connection.execute(text("SELECT name, sequence_number FROM components"))
+        assert [tuple(r) for r in rows] == [("hello", 1)]
+    engine.dispose()
+    with TAMStore.open(empty_url) as store:
+        assert [c.kind for c in store.list_components()] == [TA]
 
 
 def test_unknown_revision_is_a_schema_mismatch(empty_url: str) -> None:

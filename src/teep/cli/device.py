@@ -316,10 +316,14 @@ def list_components(folder: Path) -> None:
     dev = Device.open(folder)
     rows = []
     for held in dev.tee.components.manifests():
-        name = components.name_of(held.manifest_component_id)
+        mid = held.manifest_component_id
+        # Only a component's own manifest goes by its short name; its
+        # Personalization Data's shows in full.
+        own = mid[-1:] == (components.MANIFEST_SUFFIX,)
+        name = components.name_of(mid) if own else None
         rows.append(
             (
-                name or components.display(held.manifest_component_id),
+                name or components.display(mid),
                 held.sequence_number,
                 len(held.components),
             )

@@ -26,6 +26,7 @@ from teep.tam.http import (
     serve_socket,
     stop_on_signals,
 )
+from teep.tam.models import EVERY_DEVICE, TA, ComponentRecord
 from teep.tam.service import TAMService, add_component
 from teep.tam.store import TAMStore
 
@@ -151,6 +152,7 @@ def _worker(home: TAMHome, url: str, config: HTTPConfig, sock: socket.socket) ->
         config=config,
         on_event=_print_event,
         outstanding=outstanding,
+        offload=not service.local,
     )
     try:
         asyncio.run(_serve(app, sock, service))
@@ -201,7 +203,9 @@ def _print_event(event: SessionEvent) -> None:
     device = f" [device {event.device.hex()[:12]}]" if event.device else ""
     text = _EVENT_TEXT.get(event.kind, event.kind)
     try:
-        console.print(f"{text}{device}: {event.detail}", markup=False)
+        # A plain write: a busy TAM prints several lines per session, and
+        # rich's rendering would cost more than the session's signatures.
+        sys.stdout.write(f"{text}{device}: {event.detail}\n")
         sys.stdout.flush()
     except OSError:
         # Nobody reads the console any more; the TAM keeps serving.
@@ -334,39 +338,82 @@ def attestation_key_list(folder: Path) -> None:
 
 @tam.group("component")
 def component() -> None:
-    """The catalogue of Trusted Components (signed SUIT envelopes)."""
+    """The catalogue of Trusted Components and their Personalization Data
+    (signed SUIT envelopes)."""
 
 
 @component.command("add")
 @dir_option
 @click.argument("name")
 @click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
-def component_add(folder: Path, name: str, envelope: Path) -> None:
-    """Catalogue NAME from a signed SUIT ENVELOPE (payload integrated)."""
+@click.option(
+    "--device",
+    default=EVERY_DEVICE,
+    show_default=True,
+    help="Personalization Data only: '*' for every device holding NAME, "
+    "or one device's kid / ueid (hex).",
+)
+def component_add(folder: Path, name: str, envelope: Path, device: str) -> None:
+    """Catalogue NAME, or its Personalization Data, from a signed SUIT
+    ENVELOPE (payload integrated); which one is read from its manifest id."""
     data = envelope.read_bytes()
     with _Closing(_store(folder)) as store:
-        record = add_component(store, name, data, now=time.time())
-    console.print(f"component {record.name} sequence {record.sequence_number} added")
+        record = add_component(store, name, data, now=time.time(), device=device)
+    console.print(f"{_entry(record)} sequence {record.sequence_number} added")
+
+
+def _entry(record: ComponentRecord) -> str:
+    """How a catalogue entry is named in messages."""
+    if record.kind == TA:
+        return f"component {record.name}"
+    where = "every device" if record.device == EVERY_DEVICE else record.device
+    return f"Personalization Data of {record.name} for {where}"
 
 
 @component.command("list")
 @dir_option
 def component_list(folder: Path) -> None:
-    """List the catalogued components (newest versions)."""
+    """List the catalogue (newest versions): each component, then its
+    Personalization Data for every device ('*') or for one."""
     with _Closing(_store(folder)) as store:
         rows = [
-            (r.name, r.sequence_number, len(r.envelope), r.signer_kid.hex()[:16])
+            (
+                r.name,
+                r.kind,
+                r.device,
+                r.sequence_number,
+                len(r.envelope),
+                r.signer_kid.hex()[:16],
+            )
             for r in store.list_components()
         ]
-    print_table(("name", "sequence", "bytes", "signer"), rows)
+    print_table(("name", "kind", "device", "sequence", "bytes", "signer"), rows)
 
 
 @component.command("remove")
 @dir_option
 @click.argument("name")
-def component_remove(folder: Path, name: str) -> None:
-    """Remove NAME (every version) and its policy entries."""
+@click.option(
+    "--config",
+    is_flag=True,
+    help="Remove only NAME's Personalization Data (all of it, unless --device).",
+)
+@click.option(
+    "--device",
+    default=None,
+    help="Remove only the Personalization Data for this device's kid / ueid "
+    "(hex), or for every device ('*'); implies --config.",
+)
+def component_remove(folder: Path, name: str, config: bool, device: str | None) -> None:
+    """Remove NAME (every version), its Personalization Data and its policy
+    entries; or, with --config or --device, only Personalization Data."""
     with _Closing(_store(folder)) as store:
+        if config or device is not None:
+            if not store.remove_personalization(name, device):
+                where = "" if device is None else f" for {device}"
+                fail(f"no Personalization Data of {name!r}{where}")
+            console.print(f"Personalization Data of {name} removed")
+            return
         if not store.remove_component(name):
             fail(f"no component named {name!r}")
     console.print(f"component {name} removed")

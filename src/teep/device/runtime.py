@@ -217,8 +217,14 @@ class Device:
     def tc_list(self) -> list[dict[Any, Any]]:
         """system-property-claims: component id and image digest of each component."""
         entries = []
+        seen: set[ComponentId] = set()
         for held in self.tee.components.manifests():
             for component in held.components:
+                # A manifest that depends on another (Personalization Data on
+                # its component) names the other's components too: once each.
+                if component in seen:
+                    continue
+                seen.add(component)
                 content = self.tee.components.read(component)
                 if content is None:
                     continue

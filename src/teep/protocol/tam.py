@@ -54,6 +54,7 @@ import enum
 import logging
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -154,6 +155,11 @@ class Plan:
 
 class TAMHost(Protocol):
     """What the TAM protocol needs from storage, policy and the Verifier."""
+
+    def message(self) -> AbstractContextManager[object]:
+        """The scope of one incoming message: the host's other calls while
+        it is handled happen inside it (a store keeps them in one
+        transaction, committed before the reply leaves)."""
 
     def issue(
         self, value: bytes, kind: str, data: bytes, device_kid: bytes | None
@@ -299,17 +305,21 @@ class TAM:
 
     def connect(self) -> TAMResult:
         """Answer an empty POST: a fresh, attested QueryRequest."""
-        return self._query_request(_Offer(self.suites, self.config.freshness))
+        with self.host.message():
+            return self._query_request(_Offer(self.suites, self.config.freshness))
 
     def process(self, data: bytes) -> TAMResult:
         """Handle a non-empty POST.  Never raises for bad input."""
-        try:
-            return self._process(data)
-        except (DecodeError, VerifyError, ProtocolError) as exc:
-            # teep-protocol 8.3: a TAM drops what it cannot validate.
-            log.warning("dropped a message: %s", exc)
-            refusal = self._refusal(data, exc)
-            return TAMResult(None, True, [SessionEvent("dropped", str(exc))], refusal)
+        with self.host.message():
+            try:
+                return self._process(data)
+            except (DecodeError, VerifyError, ProtocolError) as exc:
+                # teep-protocol 8.3: a TAM drops what it cannot validate.  What
+                # the host recorded on the way (a refused report, say) stays.
+                log.warning("dropped a message: %s", exc)
+                refusal = self._refusal(data, exc)
+                events = [SessionEvent("dropped", str(exc))]
+                return TAMResult(None, True, events, refusal)
 
     def _refusal(self, data: bytes, exc: Exception) -> str | None:
         """A one-line text naming the dialect of a message refused for it."""

@@ -44,6 +44,14 @@ NAMING_CONVENTION = {
 }
 
 
+TA = "ta"
+"""The kind of a Trusted Component's own manifest."""
+CONFIG = "config"
+"""The kind of a manifest installing a Trusted Component's Personalization Data."""
+EVERY_DEVICE = "*"
+"""The device of a catalogue entry meant for every device."""
+
+
 class Base(DeclarativeBase):
     """The declarative base of every TAM table."""
 
@@ -84,13 +92,16 @@ class DeviceManifest(Base):
 
 
 class Component(Base):
-    """One version of a Trusted Component in the TAM's catalogue."""
+    """One version of a manifest in the TAM's catalogue: a Trusted
+    Component's, or its Personalization Data's for every device or one."""
 
     __tablename__ = "components"
-    __table_args__ = (UniqueConstraint("name", "sequence_number"),)
+    __table_args__ = (UniqueConstraint("name", "kind", "device", "sequence_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default=TA)
+    device: Mapped[str] = mapped_column(String(300), server_default=EVERY_DEVICE)
     manifest_component_id: Mapped[bytes] = mapped_column(LargeBinary(512), index=True)
     component_id: Mapped[bytes] = mapped_column(LargeBinary)
     sequence_number: Mapped[int] = mapped_column(BigInteger)
@@ -233,10 +244,17 @@ class DeviceRecord:
 
 @dataclass(frozen=True)
 class ComponentRecord:
-    """One version of a Trusted Component in the catalogue."""
+    """One version of a manifest in the catalogue (a Trusted Component's
+    or its Personalization Data's)."""
 
     name: str
     """The name operators and devices use for the component."""
+    kind: str
+    """:data:`TA` (the component itself) or :data:`CONFIG` (its
+    Personalization Data)."""
+    device: str
+    """The device the manifest is for: a kid or ueid in hex, or
+    :data:`EVERY_DEVICE`."""
     manifest_component_id: bytes
     """The encoded suit-manifest-component-id of its manifest."""
     component_id: bytes

@@ -11,6 +11,11 @@ catalogued component; granting that request adds a policy entry for that
 device alone, and giving it up (unneeded-manifest-list) removes the entry.
 A catalogued component a device holds but no policy requires is removed.
 Components the TAM did not catalogue are never touched.
+
+A required component's Personalization Data goes with it: the data
+catalogued for the device itself if there is any, else the data for every
+device, sent after the component's manifest whenever the device does not
+hold that exact version, and removed with the component.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,8 +47,15 @@ from teep.protocol.tam import Appraised, Plan, TAMHost
 from teep.suit.envelope import SuitEnvelope, open_envelope
 from teep.suit.errors import SuitError
 from teep.suit.store import ComponentId
-from teep.tam.models import ComponentRecord, DeviceRecord
-from teep.tam.store import TAMStore
+from teep.tam.models import (
+    CONFIG,
+    EVERY_DEVICE,
+    TA,
+    ComponentRecord,
+    DeviceRecord,
+    PolicyRecord,
+)
+from teep.tam.store import TAMStore, selectors_for
 
 __all__ = ["TAMService", "add_component", "image_digest"]
 
@@ -76,6 +89,15 @@ class TAMService(TAMHost):
     """What each appraisal status allows."""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _generation: int = field(default=-1, repr=False)
+
+    @property
+    def local(self) -> bool:
+        """Whether all the service waits on is on this machine: the
+        database and the Verifier."""
+        return self.store.local and self.attestation_verifier is None
+
+    def message(self) -> AbstractContextManager[object]:
+        return self.store.unit("handle a TEEP message")
 
     # -- one-time values -----------------------------------------------------
 
@@ -190,6 +212,7 @@ class TAMService(TAMHost):
     ) -> Appraised:
         now = self.clock()
         kid = agent_key.thumbprint
+        record = None
         if evidence is None:
             verdict = Appraised(False, "none", "no Evidence in the QueryResponse")
         else:
@@ -199,14 +222,15 @@ class TAMService(TAMHost):
             verdict = self._judge(result, kid)
             verified = (TrustTier.affirming, TrustTier.warning)
             if result.status in verified and result.claims is not None:
-                self.store.upsert_device(
+                record = self.store.upsert_device(
                     kid,
                     cose_key=cbor.det_dumps(agent_key.cose_key()),
                     ueid=result.claims.ueid,
                     hwmodel=result.claims.hwmodel,
                     now=now,
                 )
-        record = self.store.get_device(kid)
+        if record is None:
+            record = self.store.get_device(kid)
         known = record is not None
         device = kid if known else None
         if record is not None and record.status == QUARANTINED:
@@ -265,30 +289,62 @@ class TAMService(TAMHost):
             raise ConfigError("planning for a device that is not enrolled")
         self._note_requests(device, response)
         held = _held_digests(response)
-        holds = _Holdings(held, verdict.manifests or frozenset(), self._versions())
+        holds = _Holdings(
+            held, verdict.manifests or frozenset(), self._versions(), self._facts
+        )
         decision = self.policy.decide(verdict.status)
-        required = {c.name: c for c in self.store.required_components(device)}
+        required = self._required(device)
         if decision.remove_managed:
             # A contraindicated device keeps none of the TAM's components.
             required = {}
+        data = _personalization(self._catalogue(), device, required)
         install = []
-        for name, component in sorted(required.items()):
-            if decision.install and not holds.has(component):
-                install.append((name, component.envelope))
-        unneeded = []
-        for component in self._catalogue():
-            cid = _component_id(component)
-            if component.name not in required and cid in held:
-                unneeded.append(tuple(cbor.loads(component.manifest_component_id)))
+        for record in _with_personalization(required, data):
+            if decision.install and not holds.has(record):
+                install.append((_label(record), record.envelope))
+        unneeded = _unneeded(self._catalogue(), required, held)
         self._note_manifests(device, holds)
-        return Plan(tuple(install), tuple(unneeded))
+        return Plan(tuple(install), unneeded)
+
+    def _required(self, device: DeviceRecord) -> dict[str, ComponentRecord]:
+        """The newest version of each Trusted Component a rule requires on
+        the device, by name (from what the worker cached)."""
+        selectors = selectors_for(device)
+        names = {p.component for p in self._policies() if p.selector in selectors}
+        return {
+            c.name: c for c in self._catalogue() if c.kind == TA and c.name in names
+        }
+
+    def _policies(self) -> list[PolicyRecord]:
+        return self._cached("policies", self.store.list_policies)
 
     def _versions(self) -> dict[ComponentId, set[bytes]]:
-        versions: dict[ComponentId, set[bytes]] = {}
-        for record in self._catalogue(all_versions=True):
-            digest = hashlib.sha256(record.envelope).digest()
-            versions.setdefault(_component_id(record), set()).add(digest)
-        return versions
+        """Envelope digests of every catalogued version, per component id."""
+
+        def load() -> dict[ComponentId, set[bytes]]:
+            versions: dict[ComponentId, set[bytes]] = {}
+            for record in self._catalogue(all_versions=True):
+                facts = self._facts(record)
+                versions.setdefault(facts.component, set()).add(facts.digest)
+            return versions
+
+        return self._cached("versions", load)
+
+    def _facts(self, record: ComponentRecord) -> _Facts:
+        """What the TAM reads from a catalogued envelope, worked out once
+        per configuration generation."""
+        known: dict[tuple[str, str, str, int], _Facts] = self._cached("facts", dict)
+        key = (record.name, record.kind, record.device, record.sequence_number)
+        facts = known.get(key)
+        if facts is None:
+            cid = _component_id(record)
+            facts = _Facts(
+                hashlib.sha256(record.envelope).digest(),
+                cid,
+                image_digest(record.envelope, cid),
+            )
+            known[key] = facts
+        return facts
 
     def _note_requests(self, device: DeviceRecord, response: QueryResponse) -> None:
         selector = device.kid.hex()
@@ -301,15 +357,17 @@ class TAMService(TAMHost):
                 continue
             if not any(
                 p.component == record.name and p.selector == selector
-                for p in self.store.list_policies()
+                for p in self._policies()
             ):
                 self.store.add_policy(record.name, selector=selector)
+                self._cache.pop("policies", None)
                 self._event(device.kid, "request-granted", record.name)
         for manifest in response.unneeded_manifest_list or ():
             record = self.store.component_by_manifest_id(cbor.dumps(list(manifest)))
             if record is not None and self.store.remove_policy(
                 record.name, selector=selector
             ):
+                self._cache.pop("policies", None)
                 self._event(device.kid, "unrequested", record.name)
 
     def _by_component_id(self, wanted: ComponentId) -> ComponentRecord | None:
@@ -362,7 +420,7 @@ class TAMService(TAMHost):
         }
         held = dict(self.store.device_manifests(kid))
         for name in installed:
-            record = self.store.get_component(name)
+            record = self._sent(kid, name)
             if record is not None:
                 held[record.manifest_component_id] = record.sequence_number
         for manifest in removed:
@@ -378,6 +436,32 @@ class TAMService(TAMHost):
     def _event(self, kid: bytes | None, kind: str, message: str) -> None:
         self.store.record_event(kid, kind=kind, message=message, now=self.clock())
 
+    def _sent(self, kid: bytes, label: str) -> ComponentRecord | None:
+        """The catalogue entry an Update's install label names (see
+        :func:`_label`), as :meth:`plan` chooses it for the device."""
+        name, _, kind = label.partition("/")
+        if kind != CONFIG:
+            return next(
+                (c for c in self._catalogue() if c.kind == TA and c.name == name),
+                None,
+            )
+        device = self.store.get_device(kid)
+        if device is None:
+            return None
+        return _personalization(self._catalogue(), device, {name}).get(name)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the TAM reads from a catalogued envelope."""
+
+    digest: bytes
+    """SHA-256 of the envelope."""
+    component: ComponentId
+    """The component it installs."""
+    image: bytes | None
+    """The SHA-256 image digest it sets for that component, if any."""
+
 
 @dataclass(frozen=True)
 class _Holdings:
@@ -390,14 +474,16 @@ class _Holdings:
     """Digests of the manifests the verified Evidence lists."""
     versions: dict[ComponentId, set[bytes]]
     """Envelope digests of every catalogued version, per component id."""
+    facts: Callable[[ComponentRecord], _Facts]
+    """What a catalogued envelope holds."""
 
     def has(self, record: ComponentRecord) -> bool:
         """Whether the device holds exactly this version of the component."""
-        digest = hashlib.sha256(record.envelope).digest()
-        if digest in self.manifests:
+        facts = self.facts(record)
+        if facts.digest in self.manifests:
             return True
-        cid = _component_id(record)
-        if self.images.get(cid) != image_digest(record.envelope, cid):
+        cid = facts.component
+        if cid not in self.images or self.images[cid] != facts.image:
             return False
         # The image matches; an attested digest of another catalogued version
         # means the device holds that version (two versions can share an
@@ -406,16 +492,27 @@ class _Holdings:
 
 
 def add_component(
-    store: TAMStore, name: str, envelope: bytes, *, now: float
+    store: TAMStore,
+    name: str,
+    envelope: bytes,
+    *,
+    now: float,
+    device: str = EVERY_DEVICE,
 ) -> ComponentRecord:
-    """Catalogue a Trusted Component after checking its envelope.
+    """Catalogue a Trusted Component, or its Personalization Data, after
+    checking its envelope.
 
     The envelope must be signed by a Trusted Component signer key the
-    operator registered, and must name the manifest and component ids that
-    teep's naming gives ``name``.
+    operator registered, and must be one of the two manifests teep's naming
+    gives ``name``: the Trusted Component's (``[..., NAME, 'suit']``
+    installing ``[..., NAME, 'ta']``) or its Personalization Data's
+    (``[..., NAME, 'config.suit']`` installing ``[..., NAME, 'config']``).
+    Personalization Data is for every device that holds ``name``, or, when
+    ``device`` is a kid or ueid in hex, for that device alone.
 
     :raises ConfigError: if any of that does not hold.
-    :raises StaleVersionError: if a version as new is already catalogued.
+    :raises StaleVersionError: if a version as new is already catalogued
+        for the same name, kind and device.
     """
     components.validate_name(name)
     signers = [
@@ -430,16 +527,11 @@ def add_component(
         env, signer = open_envelope(envelope, signers)
     except SuitError as exc:
         raise ConfigError(f"envelope refused: {exc}") from None
-    manifest_id = env.manifest.manifest_component_id or components.manifest_id(name)
-    if manifest_id != components.manifest_id(name):
-        raise ConfigError(
-            f"the manifest is for {components.display(manifest_id)}, not component {name!r}"
-        )
-    cid = components.component_id(name)
-    if cid not in env.manifest.common.components:
-        raise ConfigError(f"the manifest does not install {components.display(cid)}")
+    kind, manifest_id, cid = _kind_of(env, name)
     return store.add_component(
         name,
+        kind=kind,
+        device=device,
         manifest_component_id=cbor.dumps(list(manifest_id)),
         component_id=cbor.dumps(list(cid)),
         sequence_number=env.manifest.sequence_number,
@@ -448,6 +540,88 @@ def add_component(
         now=now,
         newer_only=True,
     )
+
+
+_KINDS = (
+    (TA, components.manifest_id, components.component_id),
+    (CONFIG, components.config_manifest_id, components.config_id),
+)
+
+
+def _kind_of(env: SuitEnvelope, name: str) -> tuple[str, ComponentId, ComponentId]:
+    """Which of ``name``'s manifests an envelope is: its catalogue kind, its
+    manifest id and the component id it installs.
+
+    :raises ConfigError: if it is neither, or does not install that component.
+    """
+    manifest_id = env.manifest.manifest_component_id or components.manifest_id(name)
+    for kind, manifest_of, component_of in _KINDS:
+        if manifest_id != manifest_of(name):
+            continue
+        cid = component_of(name)
+        if cid not in env.manifest.common.components:
+            raise ConfigError(
+                f"the manifest does not install {components.display(cid)}"
+            )
+        return kind, manifest_id, cid
+    raise ConfigError(
+        f"the manifest is for {components.display(manifest_id)}, not component "
+        f"{name!r} or its Personalization Data"
+    )
+
+
+def _personalization(
+    catalogue: Iterable[ComponentRecord],
+    device: DeviceRecord,
+    names: Collection[str],
+) -> dict[str, ComponentRecord]:
+    """The Personalization Data each of ``names`` gets on ``device``: the
+    newest catalogued for the device (by kid, else by ueid), else the newest
+    for every device."""
+    rank = {EVERY_DEVICE: 0, device.kid.hex(): 2}
+    if device.ueid:
+        rank[device.ueid.hex()] = 1
+    chosen: dict[str, ComponentRecord] = {}
+    for record in catalogue:
+        if record.kind != CONFIG or record.name not in names:
+            continue
+        if record.device not in rank:
+            continue
+        best = chosen.get(record.name)
+        if best is None or rank[record.device] > rank[best.device]:
+            chosen[record.name] = record
+    return chosen
+
+
+def _with_personalization(
+    required: Mapping[str, ComponentRecord], data: Mapping[str, ComponentRecord]
+) -> Iterator[ComponentRecord]:
+    """Each required component by name, followed by its Personalization
+    Data (which usually depends on the component's manifest)."""
+    for name, component in sorted(required.items()):
+        yield component
+        if name in data:
+            yield data[name]
+
+
+def _label(record: ComponentRecord) -> str:
+    """How an Update's session names what it installs: ``NAME`` for a
+    Trusted Component, ``NAME/config`` for its Personalization Data."""
+    return record.name if record.kind == TA else f"{record.name}/{CONFIG}"
+
+
+def _unneeded(
+    catalogue: Iterable[ComponentRecord],
+    required: Mapping[str, ComponentRecord],
+    held: Mapping[ComponentId, bytes],
+) -> tuple[ComponentId, ...]:
+    """The manifest ids of catalogued components no policy requires on the
+    device but it holds, each once (with their Personalization Data)."""
+    unneeded: dict[bytes, None] = {}
+    for record in catalogue:
+        if record.name not in required and _component_id(record) in held:
+            unneeded[record.manifest_component_id] = None
+    return tuple(tuple(cbor.loads(mid)) for mid in unneeded)
 
 
 def image_digest(envelope: bytes, component: ComponentId) -> bytes | None:

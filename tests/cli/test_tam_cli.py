@@ -1,0 +1,143 @@
+"""``teep tam component``: Trusted Components and their Personalization Data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from teep import components
+from teep.device.components import demo_component_wasm
+from teep.keys import PrivateKey
+from teep.suit.builder import build_envelope
+
+from .conftest import Run, assert_one_line_error
+
+KID = "ab" * 32
+
+
+@pytest.fixture
+def home(run: Run, tmp_path: Path) -> Path:
+    """A TAM folder that accepts ``signer.pem``'s components."""
+    folder = tmp_path / "tam"
+    assert run("tam", "init", "--dir", str(folder)).exit_code == 0
+    signer = PrivateKey.generate()
+    signer.save(tmp_path / "signer.pem")
+    (tmp_path / "signer.pub.pem").write_bytes(signer.public.to_pem())
+    added = run(
+        "tam", "signer", "add", "--dir", str(folder), str(tmp_path / "signer.pub.pem")
+    )
+    assert added.exit_code == 0, added.stderr
+    return folder
+
+
+def envelope(
+    home: Path,
+    manifest_id: tuple[bytes, ...],
+    component_id: tuple[bytes, ...],
+    sequence: int = 1,
+) -> Path:
+    """A signed envelope file beside the TAM folder."""
+    payload = demo_component_wasm() if component_id[-1] == b"ta" else b"colour=blue"
+    data = build_envelope(
+        manifest_component_id=manifest_id,
+        component_id=component_id,
+        payload=payload,
+        sequence_number=sequence,
+        signer=PrivateKey.load(home.parent / "signer.pem"),
+    )
+    path = (
+        home.parent / f"{components.display(manifest_id).replace('/', '_')}-{sequence}"
+    )
+    path.write_bytes(data)
+    return path
+
+
+def ta(home: Path, name: str = "hello", sequence: int = 1) -> str:
+    """The path of a Trusted Component envelope for ``name``."""
+    ids = (components.manifest_id(name), components.component_id(name))
+    return str(envelope(home, *ids, sequence))
+
+
+def config(home: Path, name: str = "hello", sequence: int = 1) -> str:
+    """The path of a Personalization Data envelope for ``name``."""
+    ids = (components.config_manifest_id(name), components.config_id(name))
+    return str(envelope(home, *ids, sequence))
+
+
+def catalogue(run: Run, home: Path) -> list[list[str]]:
+    """The rows ``component list`` prints (header left out)."""
+    result = run("tam", "component", "list", "--dir", str(home))
+    assert result.exit_code == 0, result.stderr
+    return [line.split() for line in result.stdout.splitlines()[1:]]
+
+
+def test_add_lists_kind_and_device(run: Run, home: Path) -> None:
+    """A component and its data for every device and for one are catalogued
+    by their manifest ids and listed with kind and device."""
+    added = run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
+    assert "component hello sequence 1 added" in added.stdout
+    general = run("tam", "component", "add", "--dir", str(home), "hello", config(home))
+    assert "Personalization Data of hello for every device" in general.stdout
+    one = run(
+        "tam", "component", "add", "--dir", str(home), "hello", config(home, sequence=2),
+        "--device", KID.upper(),
+    )  # fmt: skip
+    assert one.exit_code == 0, one.stderr
+    assert f"for {KID} sequence 2 added" in one.stdout
+    rows = [row[:4] for row in catalogue(run, home)]
+    assert rows == [
+        ["hello", "ta", "*", "1"],
+        ["hello", "config", "*", "1"],
+        ["hello", "config", KID, "2"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("which", "device", "message"),
+    [
+        ("other", "*", "not component 'hello' or its Personalization Data"),
+        ("ta", KID, "only its Personalization Data can be for one"),
+        ("config", "hwmodel:00", "bad device"),
+    ],
+)
+def test_add_refusals(
+    run: Run, home: Path, which: str, device: str, message: str
+) -> None:
+    """Another component's manifest, a component for one device and a model
+    selector are refused with one line."""
+    path = {"other": ta(home, "other"), "ta": ta(home), "config": config(home)}[which]
+    result = run(
+        "tam", "component", "add", "--dir", str(home), "hello", path, "--device", device
+    )
+    assert message in assert_one_line_error(result)
+
+
+def test_stale_data_version_refused(run: Run, home: Path) -> None:
+    """Data not newer than the catalogued version for the same device is
+    refused with one line."""
+    path = config(home, sequence=2)
+    assert (
+        run("tam", "component", "add", "--dir", str(home), "hello", path).exit_code == 0
+    )
+    again = run("tam", "component", "add", "--dir", str(home), "hello", path)
+    assert "would be a rollback" in assert_one_line_error(again)
+
+
+def test_remove_data_only(run: Run, home: Path) -> None:
+    """--device removes one device's data, --config all of it; the component
+    stays until it is removed with whatever data is left."""
+    base = ("tam", "component")
+    run(*base, "add", "--dir", str(home), "hello", ta(home))
+    run(*base, "add", "--dir", str(home), "hello", config(home))
+    run(*base, "add", "--dir", str(home), "hello", config(home), "--device", KID)
+    removed = run(*base, "remove", "--dir", str(home), "hello", "--device", KID)
+    assert "Personalization Data of hello removed" in removed.stdout
+    assert [row[2] for row in catalogue(run, home)] == ["*", "*"]
+    missing = run(*base, "remove", "--dir", str(home), "hello", "--device", KID)
+    assert "for " + KID in assert_one_line_error(missing)
+    assert run(*base, "remove", "--dir", str(home), "hello", "--config").exit_code == 0
+    assert [row[1] for row in catalogue(run, home)] == ["ta"]
+    run(*base, "add", "--dir", str(home), "hello", config(home, sequence=2))
+    assert run(*base, "remove", "--dir", str(home), "hello").exit_code == 0
+    assert catalogue(run, home) == []
