@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from teep.device import sealing
-from teep.device.sealing import CHUNK_SIZE, Sealer, SealError, atomic_write
+from teep.device.sealing import (
+    CHUNK_SIZE,
+    RecordSink,
+    Sealer,
+    SealError,
+    atomic_write,
+)
 from teep.errors import StoreError
 
 LABEL = b"test label"
@@ -85,6 +91,31 @@ def _stream(sealer: Sealer, chunks: list[bytes]) -> bytes:
 
 def _open(sealer: Sealer, sealed: bytes) -> bytes:
     return b"".join(sealer.unseal_stream(io.BytesIO(sealed), label=LABEL))
+
+
+class _Sink:
+    """A RecordSink that keeps what is committed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._space = bytearray()
+
+    def reserve(self, size: int) -> memoryview:
+        self._space = bytearray(size)
+        return memoryview(self._space)
+
+    def commit(self, size: int) -> None:
+        self.data += self._space[:size]
+
+
+def test_stream_sealed_in_place(sealer: Sealer) -> None:
+    """A RecordSink receives the same stream a file does."""
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    sink = _Sink()
+    assert sealer.seal_stream([data], sink, label=LABEL) == len(data)
+    assert isinstance(sink, RecordSink)
+    assert _open(sealer, bytes(sink.data)) == data
+    assert len(sink.data) == len(_stream(sealer, [data]))
 
 
 @pytest.mark.parametrize(

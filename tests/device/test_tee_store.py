@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,12 +287,92 @@ def test_disk_full_while_writing(
     _install(tee.components, b"old")
     files = _files(tee)
 
-    def no_space(fd: int, data: object) -> int:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "write", no_space)
+    monkeypatch.setattr(os, "pwrite", _no_space)
     with pytest.raises(StoreError, match="No space left"):
         _install(tee.components, os.urandom(3 * CHUNK_SIZE), seq=2)
     monkeypatch.undo()
     assert tee.components.read(HELLO) == b"old"
     assert _files(tee) == files
+
+
+def _no_space(fd: int, data: object, offset: int) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+BIG = 5 * (1 << 20) + 123
+"""Content that fills several write buffers, so the writing threads run."""
+
+
+def _megabytes(data: bytes) -> Iterator[bytes]:
+    return (data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20))
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "teep-blob-writer"]
+
+
+def test_large_component_written_by_threads(tee: SimulatedTEE) -> None:
+    """Content larger than a write buffer round-trips, laid out as the
+    sealed stream format says (header, then whole records)."""
+    data = os.urandom(BIG)
+    with tee.components.transaction() as txn:
+        txn.write(HELLO, _megabytes(data))
+    assert SimulatedTEE.open(tee.path).components.read(HELLO) == data
+    records = -(-len(data) // CHUNK_SIZE)
+    size = 17 + records * (1 + 12 + 4 + 16) + len(data)
+    assert _blob(tee, HELLO).stat().st_size == size
+    assert not _writer_threads()
+
+
+@pytest.mark.parametrize("refusal", ["no O_DIRECT", "EINVAL"])
+def test_written_without_direct_io(
+    tee: SimulatedTEE, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Where the system has no direct I/O, or the file system refuses a
+    direct write, the content goes through the page cache instead."""
+    if refusal == "no O_DIRECT":
+        monkeypatch.setattr(sealed_store, "_O_DIRECT", 0)
+    else:
+        real = os.pwrite
+
+        def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, data, offset)
+
+        monkeypatch.setattr(os, "pwrite", refuse_direct)
+    data = os.urandom(BIG)
+    with tee.components.transaction() as txn:
+        txn.write(HELLO, _megabytes(data))
+    monkeypatch.undo()
+    assert SimulatedTEE.open(tee.path).components.read(HELLO) == data
+
+
+def test_disk_full_in_writing_thread(
+    tee: SimulatedTEE, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writing thread's failure reaches the caller as a StoreError; the
+    old state and files stay and no thread is left behind."""
+    _install(tee.components, b"old")
+    files = _files(tee)
+    monkeypatch.setattr(os, "pwrite", _no_space)
+    with pytest.raises(StoreError, match="No space left"):
+        _install(tee.components, os.urandom(BIG), seq=2)
+    monkeypatch.undo()
+    assert tee.components.read(HELLO) == b"old"
+    assert _files(tee) == files
+    assert not _writer_threads()
+
+
+def test_failed_fetch_stops_writing_threads(tee: SimulatedTEE) -> None:
+    """Content that fails after the writing threads started leaves no blob
+    and no thread behind."""
+
+    def failing() -> Iterator[bytes]:
+        yield os.urandom(3 << 20)
+        raise RuntimeError("fetch failed")
+
+    with pytest.raises(RuntimeError), tee.components.transaction() as txn:
+        txn.write(HELLO, failing())
+    assert _files(tee) == set()
+    assert not _writer_threads()
