@@ -19,6 +19,8 @@ Any failure, from either guard or from cbor2 itself, becomes one
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -75,16 +77,19 @@ def loads(
     :param limits: depth, size and indefinite-length bounds.
     :raises CBORDecodeError: for anything malformed, oversized or disallowed.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, _BYTES_LIKE):
         raise CBORDecodeError("expected bytes")
     data = bytes(data)
     if not data:
         raise CBORDecodeError("empty input")
-    allowed = frozenset(tags)
-    value = _decode_or_missing(data)
-    if value is not _MISSING:
+    allowed = tags if isinstance(tags, frozenset) else frozenset(tags)
+    try:
+        value = cbor2.loads(data)
+    except Exception:  # cbor2 leaks several exception types
+        value = _MISSING
+    else:
         _check_types(value, allowed, limits)
-        if _reencodes_to(value, data):
+        if _ENCODER.reencodes_to(value, data):
             # Preferred, definite and free of duplicate keys: re-encoding
             # gives back the very same bytes, so the structural scan (the slow
             # part) has nothing left to find.
@@ -96,25 +101,43 @@ def loads(
 
 
 _MISSING = object()
+# a tuple, not a union: isinstance checks a tuple faster
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-def _decode_or_missing(data: bytes) -> Any:
-    try:
-        return cbor2.loads(data)
-    except Exception:  # cbor2 leaks several exception types
-        return _MISSING
+class _Encoder(threading.local):
+    """One cbor2 encoder per thread, kept between calls.
+
+    Building a ``CBOREncoder`` (which ``cbor2.dumps`` does on every call)
+    costs more than encoding a small message; only the output buffer is new
+    each time.
+    """
+
+    def __init__(self) -> None:
+        self.encoder = cbor2.CBOREncoder(io.BytesIO())
+
+    def encode(self, value: Any) -> bytes:
+        """Encode ``value`` as :func:`cbor2.dumps` would."""
+        buffer = io.BytesIO()
+        encoder = self.encoder
+        encoder.fp = buffer
+        encoder.encode(value)
+        return buffer.getvalue()
+
+    def reencodes_to(self, value: Any, data: bytes) -> bool:
+        """Whether ``value`` encodes to exactly ``data``."""
+        try:
+            return self.encode(value) == data
+        except Exception:  # a decoded value cbor2 cannot encode back
+            return False
 
 
-def _reencodes_to(value: Any, data: bytes) -> bool:
-    try:
-        return bool(cbor2.dumps(value) == data)
-    except Exception:
-        return False
+_ENCODER = _Encoder()
 
 
 def dumps(value: Any) -> bytes:
     """Encode with preferred serialization, keeping map insertion order."""
-    return bytes(cbor2.dumps(value))
+    return _ENCODER.encode(value)
 
 
 def det_dumps(value: Any) -> bytes:
@@ -244,9 +267,6 @@ class _Scanner:
                 self.item(depth + 1)
 
 
-_PLAIN = (int, bytes, str, bool, float, type(None))
-
-
 def _check_types(value: Any, tags: frozenset[int], limits: CBORLimits) -> None:
     if type(value) not in _PLAIN_TYPES:
         _walk(value, tags, limits.max_depth, limits.max_items)
@@ -259,8 +279,9 @@ _KEY_TYPES = frozenset({int, bytes, str, bool, type(None)})
 def _walk(item: Any, tags: frozenset[int], depth: int, remaining: int) -> int:
     """Check one container and what it holds; return the item budget left.
 
-    The hot path of every decode: plain items are skipped by an exact type
-    test, and only containers recurse (never deeper than ``max_depth``).
+    The hot path of every decode: the exact types of a container's keys and
+    children are first checked all at once (in C, through ``map``), and only
+    children that are containers recurse (never deeper than ``max_depth``).
     """
     if depth <= 0:
         raise CBORDecodeError("nesting too deep")
@@ -268,7 +289,7 @@ def _walk(item: Any, tags: frozenset[int], depth: int, remaining: int) -> int:
     if kind is list:
         children = item
     elif kind is dict:
-        if any(type(key) not in _KEY_TYPES for key in item):
+        if not _KEY_TYPES.issuperset(map(type, item)):
             raise CBORDecodeError("map key of a disallowed type")
         children = item.values()
         remaining -= len(item)
@@ -281,6 +302,8 @@ def _walk(item: Any, tags: frozenset[int], depth: int, remaining: int) -> int:
     remaining -= len(children)
     if remaining < 0:
         raise CBORDecodeError("too many data items")
+    if _PLAIN_TYPES.issuperset(map(type, children)):
+        return remaining
     for child in children:
         if type(child) not in _PLAIN_TYPES:
             remaining = _walk(child, tags, depth - 1, remaining)

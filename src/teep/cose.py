@@ -1,11 +1,14 @@
 """The one place teep touches COSE (RFC 9052): signing and verifying.
 
-The heavy lifting is done by the ``cwt`` library.  This facade adds what a
-protocol endpoint needs around it:
+teep builds the COSE structures and the Sig_structure itself and leaves only
+the signature primitive to ``cryptography`` (ECDSA P-256 with SHA-256, whose
+DER signature is carried as the fixed-size ``r || s`` of RFC 9053 section
+2.1, and Ed25519).  Around that, this module adds what a protocol endpoint
+needs:
 
-* the structure of an incoming message is checked here first (tag, array
-  shape, header types), because cwt dispatches on the tag and leaks odd
-  exceptions on malformed input;
+* the structure of an incoming message is checked first (tag, array shape,
+  header types), and a signature is checked over the received protected
+  header and payload bytes, never over a re-encoding;
 * keys are matched by ``kid`` (teep uses RFC 9679 thumbprints) and, where a
   message carries no kid or an unknown one, every candidate key is tried;
 * the legacy algorithms ES256 (-7) and EdDSA (-8) verify with the same keys
@@ -19,11 +22,18 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-import cwt
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from teep import cbor
 from teep.errors import DecodeError, VerifyError
@@ -66,12 +76,8 @@ class COSEHeader(enum.IntEnum):
 
 
 SIGNATURE_ALGS = frozenset(ALG_KINDS)
-_CWT_NAMES = {
-    COSEAlgorithm.ESP256: "ESP256",
-    COSEAlgorithm.ES256: "ES256",
-    COSEAlgorithm.Ed25519: "Ed25519",
-    COSEAlgorithm.EdDSA: "EdDSA",
-}
+_SIGNED_TAGS = {int(t): t for t in (COSETag.COSE_Sign1, COSETag.COSE_Sign)}
+_ALGORITHMS: dict[int, COSEAlgorithm] = {int(alg): alg for alg in COSEAlgorithm}
 # Header parameters a receiver understands; anything else listed in crit fails.
 _UNDERSTOOD = frozenset(int(h) for h in COSEHeader)
 
@@ -90,6 +96,8 @@ class Signature:
     """The signature algorithm from the protected header."""
     kid: bytes | None
     """The key id, from either header, if given."""
+    signature: bytes
+    """The signature as received."""
 
 
 @dataclass(frozen=True)
@@ -134,22 +142,13 @@ def sign1(
     :param detached: leave the payload out (nil) of the structure.
     :raises ValueError: if ``alg`` does not fit the key.
     """
-    alg = _check_alg(key, alg)
-    # The structure is built here and only the signature is left to cwt:
-    # cwt's own encoder re-validates and re-encodes everything per call.
-    protected = _alg_header(alg)
-    signature = _cwt_private(key, alg).sign(_sig_structure1(protected, payload))
+    to_be_signed_head, message_head, signer = _sign1_parts(key, alg)
+    payload_item = _bstr(payload)
+    signature = signer(to_be_signed_head + payload_item)
     # 18([protected, {4: kid}, payload / nil, signature]), written directly:
     # the generic encoder costs as much as a signature on small messages.
     return b"".join(
-        (
-            b"\xd2\x84",
-            _bstr(protected),
-            b"\xa1\x04",
-            _bstr(key.kid),
-            b"\xf6" if detached else _bstr(payload),
-            _bstr(signature),
-        )
+        (message_head, b"\xf6" if detached else payload_item, _bstr(signature))
     )
 
 
@@ -161,6 +160,9 @@ def sign(
 ) -> bytes:
     """Sign ``payload`` as a tagged COSE_Sign with one signature per key.
 
+    The body carries no header parameters; each COSE_Signature carries
+    ``{1: alg}`` protected and ``{4: kid}`` unprotected.
+
     :param algs: the algorithm of each signature, in the order of ``keys``;
         defaults to each key kind's fully specified algorithm.
     :raises ValueError: if ``keys`` is empty, or ``algs`` does not fit them.
@@ -169,31 +171,35 @@ def sign(
         raise ValueError("COSE_Sign needs at least one key")
     if algs is not None and len(algs) != len(keys):
         raise ValueError("one algorithm per key is needed")
-    signers = []
+    signatures = [_head(0x80, len(keys))]
     for index, key in enumerate(keys):
         alg = _check_alg(key, None if algs is None else algs[index])
-        signers.append(
-            cwt.Signer.new(
-                cose_key=_cwt_private(key, alg),
-                protected={1: int(alg)},
-                unprotected={4: key.kid},
-            )
+        protected = _alg_header(alg)
+        signature = _signer(key)(_sig_structure(b"", protected, payload))
+        # [protected, {4: kid}, signature]
+        signatures.append(
+            b"".join((b"\x83", _bstr(protected), b"\xa1\x04", _bstr(key.kid)))
         )
-    ctx = cwt.COSE.new(alg_auto_inclusion=False, kid_auto_inclusion=False)
-    return bytes(ctx.encode(payload, signers=signers))
+        signatures.append(_bstr(signature))
+    # 98([h'', {}, payload, [COSE_Signature, ...]])
+    return b"".join((b"\xd8\x62\x84\x40\xa0", _bstr(payload), *signatures))
 
 
-def parse(data: bytes | Any) -> COSEMessage:
+def parse(data: bytes | Any, *, tags: Iterable[int] = cbor.DEFAULT_TAGS) -> COSEMessage:
     """Check that ``data`` is a COSE_Sign1 or COSE_Sign (tagged or not).
 
     :param data: encoded bytes, or an item already decoded by :func:`teep.cbor.loads`.
+    :param tags: the CBOR tags that may appear in ``data`` when it is bytes.
     :raises COSEDecodeError: with the reason when it is not.
     """
-    value = cbor.loads(bytes(data)) if isinstance(data, bytes | bytearray) else data
+    if isinstance(data, bytes | bytearray | memoryview):
+        value = cbor.loads(bytes(data), tags=frozenset(tags))
+    else:
+        value = data
     if isinstance(value, cbor.CBORTag):
-        if value.tag not in (COSETag.COSE_Sign1, COSETag.COSE_Sign):
+        tag = _SIGNED_TAGS.get(value.tag)
+        if tag is None:
             raise COSEDecodeError(f"CBOR tag {value.tag} is not a COSE signed message")
-        tag = COSETag(value.tag)
         body = value.value
     elif isinstance(value, list):
         body = value
@@ -212,10 +218,15 @@ def parse(data: bytes | Any) -> COSEMessage:
     if tag is COSETag.COSE_Sign1:
         if not isinstance(last, bytes):
             raise COSEDecodeError("the signature must be a byte string")
-        signatures = (_signature(protected, header, unprotected),)
+        signatures = (_signature(protected, header, unprotected, last),)
     else:
         signatures = _cose_sign_signatures(last)
+    if isinstance(value, cbor.CBORTag):
+        return COSEMessage(tag, value, payload, signatures)
     return COSEMessage(tag, cbor.CBORTag(tag, body), payload, signatures)
+
+
+_KID = int(COSEHeader.kid)
 
 
 def verify(
@@ -237,33 +248,36 @@ def verify(
     :raises VerifyError: if no accepted signature verifies under any key.
     """
     message = data if isinstance(data, COSEMessage) else parse(data)
-    if message.payload is None and detached_payload is None:
+    payload = message.payload if message.payload is not None else detached_payload
+    if payload is None:
         raise VerifyError("the payload is detached and was not supplied")
-    accepted = frozenset(algs)
+    payload = bytes(payload)
+    accepted = algs if isinstance(algs, frozenset) else frozenset(algs)
     candidates = list(keys)
-    if message.tag is COSETag.COSE_Sign1:
-        return _verify1(message, candidates, accepted, detached_payload)
-    ctx = cwt.COSE.new()
     tried = False
     for sig in message.signatures:
-        if sig.alg not in accepted:
+        usable = _ordered(candidates, sig) if sig.alg in accepted else []
+        if not usable:
             continue
-        for key in _ordered(candidates, sig):
-            tried = True
-            cwt_key = _cwt_public(key, sig.alg, sig.kid)
+        tried = True
+        to_be_signed = _to_be_signed(message, sig, payload)
+        for key in usable:
             try:
-                payload = ctx.decode(
-                    message.value, cwt_key, detached_payload=detached_payload
-                )
-            except cwt.VerifyError:
+                _verifier(key)(sig.signature, to_be_signed)
+            except InvalidSignature:
                 continue
-            except Exception as exc:
-                raise COSEDecodeError(f"malformed COSE message: {exc}") from None
-            return Verified(bytes(payload), sig.alg, key, message)
+            return Verified(payload, sig.alg, key, message)
     if not tried:
         names = ", ".join(_alg_name(s.alg) for s in message.signatures)
         raise VerifyError(f"no trusted key for the message's algorithm(s): {names}")
     raise VerifyError("signature does not verify under any trusted key")
+
+
+def _to_be_signed(message: COSEMessage, sig: Signature, payload: bytes) -> bytes:
+    """The Sig_structure of one signature, from the received header bytes."""
+    if message.tag is COSETag.COSE_Sign1:
+        return _sig_structure1(sig.protected, payload)
+    return _sig_structure(message.value.value[0], sig.protected, payload)
 
 
 def _sig_structure1(protected: bytes, payload: bytes) -> bytes:
@@ -272,23 +286,65 @@ def _sig_structure1(protected: bytes, payload: bytes) -> bytes:
     return b"".join((_SIGNATURE1_HEAD, _bstr(protected), b"\x40", _bstr(payload)))
 
 
+def _sig_structure(body_protected: bytes, protected: bytes, payload: bytes) -> bytes:
+    # RFC 9052 section 4.4: ["Signature", body_protected, sign_protected,
+    # external_aad = h'', payload].
+    return b"".join(
+        (
+            _SIGNATURE_HEAD,
+            _bstr(body_protected),
+            _bstr(protected),
+            b"\x40",
+            _bstr(payload),
+        )
+    )
+
+
 _SIGNATURE1_HEAD = b"\x84\x6aSignature1"
+_SIGNATURE_HEAD = b"\x85\x69Signature"
 
 
 def _bstr(value: bytes) -> bytes:
     """A CBOR byte string with its shortest head (RFC 8949 4.2.1)."""
-    size = len(value)
+    return _head(0x40, len(value)) + value
+
+
+def _head(major: int, size: int) -> bytes:
+    """The shortest head of a string or array of ``size`` (``major`` << 5)."""
     if size < 24:
-        head = bytes((0x40 | size,))
-    elif size < 0x100:
-        head = bytes((0x58, size))
-    elif size < 0x10000:
-        head = b"\x59" + size.to_bytes(2, "big")
-    elif size < 0x100000000:
-        head = b"\x5a" + size.to_bytes(4, "big")
-    else:
-        head = b"\x5b" + size.to_bytes(8, "big")
-    return head + value
+        return bytes((major | size,))
+    if size < 0x100:
+        return bytes((major | 24, size))
+    if size < 0x10000:
+        return bytes((major | 25,)) + size.to_bytes(2, "big")
+    if size < 0x100000000:
+        return bytes((major | 26,)) + size.to_bytes(4, "big")
+    return bytes((major | 27,)) + size.to_bytes(8, "big")
+
+
+def _sign1_parts(
+    key: PrivateKey, alg: COSEAlgorithm | None
+) -> tuple[bytes, bytes, Callable[[bytes], bytes]]:
+    """What every COSE_Sign1 of ``key`` with ``alg`` starts with (its
+    Sig_structure up to the payload, and the message up to the payload), and
+    the signature function.
+
+    All depend only on the (immutable) key and the algorithm, so they are
+    kept on the key.
+
+    :raises ValueError: if ``alg`` does not fit the key.
+    """
+    parts: dict[COSEAlgorithm | None, tuple[bytes, bytes, Callable[[bytes], bytes]]]
+    parts = key._cache.setdefault("sign1_parts", {})
+    cached = parts.get(alg)
+    if cached is None:
+        protected = _bstr(_alg_header(_check_alg(key, alg)))
+        # ["Signature1", protected, external_aad = h'', ...
+        to_be_signed = _SIGNATURE1_HEAD + protected + b"\x40"
+        # 18([protected, {4: kid}, ...
+        message = b"\xd2\x84" + protected + b"\xa1\x04" + _bstr(key.kid)
+        cached = parts[alg] = (to_be_signed, message, _signer(key))
+    return cached
 
 
 @functools.lru_cache(maxsize=16)
@@ -296,33 +352,61 @@ def _alg_header(alg: COSEAlgorithm) -> bytes:
     return cbor.dumps({int(COSEHeader.alg): int(alg)})
 
 
-def _verify1(
-    message: COSEMessage,
-    keys: list[PublicKey],
-    accepted: frozenset[COSEAlgorithm],
-    detached_payload: bytes | None,
-) -> Verified:
-    """Verify a COSE_Sign1 over its original bytes (nothing is re-encoded
-    but the Sig_structure, built from the received protected header)."""
-    sig = message.signatures[0]
-    if sig.alg not in accepted:
-        raise VerifyError(f"no trusted key for the algorithm {_alg_name(sig.alg)}")
-    protected, _unprotected, attached, signature = message.value.value
-    payload = attached if attached is not None else detached_payload
-    assert payload is not None  # verify() refused a missing payload
-    to_be_signed = _sig_structure1(protected, payload)
-    usable = _ordered(keys, sig)
-    if not usable:
-        raise VerifyError(f"no trusted key for the algorithm {_alg_name(sig.alg)}")
-    for key in usable:
-        try:
-            _cwt_public(key, sig.alg, sig.kid).verify(to_be_signed, signature)
-        except cwt.VerifyError:
-            continue
-        except Exception as exc:
-            raise COSEDecodeError(f"malformed COSE_Sign1: {exc}") from None
-        return Verified(bytes(payload), sig.alg, key, message)
-    raise VerifyError("signature does not verify under any trusted key")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# RFC 9053 section 2.1: an ECDSA signature is r and s, each left-padded to
+# the size of the curve order (32 bytes for P-256), not DER.
+_P256_HALF = 32
+
+
+def _signer(key: PrivateKey) -> Callable[[bytes], bytes]:
+    """The key's signature function over a Sig_structure, made once and kept
+    on the (immutable) key."""
+    signer: Callable[[bytes], bytes] | None = key._cache.get("cose_signer")
+    if signer is None:
+        signer = key._cache["cose_signer"] = _make_signer(key.key)
+    return signer
+
+
+def _make_signer(
+    private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+) -> Callable[[bytes], bytes]:
+    if isinstance(private, ed25519.Ed25519PrivateKey):
+        return private.sign
+    sign = private.sign
+
+    def sign_p256(to_be_signed: bytes) -> bytes:
+        r, s = decode_dss_signature(sign(to_be_signed, _ECDSA_SHA256))
+        return r.to_bytes(_P256_HALF, "big") + s.to_bytes(_P256_HALF, "big")
+
+    return sign_p256
+
+
+def _verifier(key: PublicKey) -> Callable[[bytes, bytes], None]:
+    """The key's check of a signature over a Sig_structure, made once and
+    kept on the (immutable) key; it raises ``InvalidSignature`` for any
+    signature that does not verify, including one of the wrong size or with
+    r or s out of range."""
+    verifier: Callable[[bytes, bytes], None] | None = key._cache.get("cose_verifier")
+    if verifier is None:
+        verifier = key._cache["cose_verifier"] = _make_verifier(key.key)
+    return verifier
+
+
+def _make_verifier(
+    public: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
+) -> Callable[[bytes, bytes], None]:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return public.verify
+    verify = public.verify
+
+    def verify_p256(signature: bytes, to_be_signed: bytes) -> None:
+        if len(signature) != 2 * _P256_HALF:
+            raise InvalidSignature(f"{len(signature)} bytes, not r || s")
+        r = int.from_bytes(signature[:_P256_HALF], "big")
+        s = int.from_bytes(signature[_P256_HALF:], "big")
+        verify(encode_dss_signature(r, s), to_be_signed, _ECDSA_SHA256)
+
+    return verify_p256
 
 
 def _alg_name(alg: int) -> str:
@@ -344,11 +428,21 @@ def _looks_like_sign(body: Any) -> bool:
     return isinstance(body, list) and len(body) == 4 and isinstance(body[3], list)
 
 
-def _protected_map(protected: Any, where: str) -> dict[Any, Any]:
+def _protected_map(protected: Any, where: str) -> Mapping[Any, Any]:
     if not isinstance(protected, bytes):
         raise COSEDecodeError(f"the {where} protected header must be a byte string")
+    return _decode_protected(protected, where)
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_protected(protected: bytes, where: str) -> Mapping[Any, Any]:
+    """The checked header map of an encoded protected header.
+
+    Cached (read-only) because peers send the same few headers, typically
+    ``{1: alg}``, with every message; a refusal is never cached.
+    """
     if protected == b"":
-        return {}
+        return MappingProxyType({})
     header = cbor.loads(protected)
     if not isinstance(header, dict):
         raise COSEDecodeError(f"the {where} protected header must encode a map")
@@ -361,10 +455,12 @@ def _protected_map(protected: Any, where: str) -> dict[Any, Any]:
         unknown = [c for c in crit if not isinstance(c, int) or c not in _UNDERSTOOD]
         if unknown:
             raise COSEDecodeError(f"unsupported critical header parameter(s) {unknown}")
-    return header
+    return MappingProxyType(header)
 
 
-def _signature(protected: bytes, header: dict[Any, Any], unprotected: Any) -> Signature:
+def _signature(
+    protected: bytes, header: Mapping[Any, Any], unprotected: Any, signature: bytes
+) -> Signature:
     if not isinstance(unprotected, dict):
         raise COSEDecodeError("the unprotected header must be a map")
     alg = header.get(COSEHeader.alg)
@@ -377,11 +473,9 @@ def _signature(protected: bytes, header: dict[Any, Any], unprotected: Any) -> Si
     kid = header.get(COSEHeader.kid, unprotected.get(COSEHeader.kid))
     if kid is not None and not isinstance(kid, bytes):
         raise COSEDecodeError("kid must be a byte string")
-    try:
-        known = COSEAlgorithm(alg)
-    except ValueError:
-        known = alg  # type: ignore[assignment]
-    return Signature(protected, known, kid)
+    # An unregistered algorithm stays a plain int: no key or caller accepts it.
+    known = _ALGORITHMS.get(alg, alg)
+    return Signature(protected, known, kid, signature)  # type: ignore[arg-type]
 
 
 def _cose_sign_signatures(items: Any) -> tuple[Signature, ...]:
@@ -395,41 +489,16 @@ def _cose_sign_signatures(items: Any) -> tuple[Signature, ...]:
         if not isinstance(signature, bytes):
             raise COSEDecodeError("the signature must be a byte string")
         header = _protected_map(protected, "signature")
-        result.append(_signature(protected, header, unprotected))
+        result.append(_signature(protected, header, unprotected, signature))
     return tuple(result)
 
 
 def _ordered(keys: list[PublicKey], sig: Signature) -> list[PublicKey]:
-    usable = [k for k in keys if sig.alg in k.kind.algs]
+    kind = ALG_KINDS.get(sig.alg)
+    usable = [k for k in keys if k.kind is kind]
     if sig.kid is None:
         return usable
     exact = [k for k in usable if k.thumbprint == sig.kid]
     # A peer may use a kid that is not a thumbprint; then every key is a
     # candidate, but the exact match (if any) is tried alone.
     return exact or usable
-
-
-def _cwt_private(key: PrivateKey, alg: COSEAlgorithm) -> Any:
-    slot = f"cwt:{int(alg)}"
-    cached = key._cache.get(slot)
-    if cached is None:
-        cached = cwt.COSEKey.from_pem(key.to_pem(), alg=_CWT_NAMES[alg], kid=key.kid)
-        key._cache[slot] = cached
-    return cached
-
-
-def _cwt_public(key: PublicKey, alg: int, kid: bytes | None) -> Any:
-    # cwt only tries a key whose kid equals the message's, so the key object
-    # carries the message's kid (or none).
-    slot = f"cwt:{int(alg)}:{(kid or b'').hex()}"
-    cached = key._cache.get(slot)
-    if cached is None:
-        params = dict(key.cose_key())
-        params[3] = int(alg)
-        if kid is not None:
-            params[2] = kid
-        cached = cwt.COSEKey.new(params)
-        if len(key._cache) > 64:
-            key._cache.clear()
-        key._cache[slot] = cached
-    return cached

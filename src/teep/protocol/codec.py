@@ -51,6 +51,9 @@ class _Kind:
     name: str
     decode: Callable[[Any, Dialect], Any]
     encode: Callable[[Any, Dialect], Any]
+    plain: frozenset[type] = frozenset()
+    """Exact types whose every value decodes and encodes to itself, so that
+    an array of them needs no call per element."""
 
 
 def _fail(what: str) -> MalformedMessage:
@@ -109,9 +112,13 @@ def _array(item: _Kind, *, allow_empty: bool = False) -> _Kind:
             raise _fail(f"expected an array of {item.name}")
         if not value and not allow_empty:
             raise _fail("expected a non-empty array")
-        return tuple(item.decode(v, dialect) for v in value)
+        if item.plain and item.plain.issuperset(map(type, value)):
+            return tuple(value)
+        return tuple([item.decode(v, dialect) for v in value])
 
     def enc(value: Any, dialect: Dialect) -> list[Any]:
+        if item.plain and item.plain.issuperset(map(type, value)):
+            return list(value)
         return [item.encode(v, dialect) for v in value]
 
     return _Kind(f"[{item.name}]", dec, enc)
@@ -120,7 +127,7 @@ def _array(item: _Kind, *, allow_empty: bool = False) -> _Kind:
 def _int_pair() -> _Kind:
     def dec(value: Any, _d: Dialect) -> tuple[int, int]:
         ok = isinstance(value, list) and len(value) == 2
-        if not ok or not all(_is_int(v) for v in value):
+        if not ok or not (_is_int(value[0]) and _is_int(value[1])):
             raise _fail("a cipher-suite operation is [cose-type, cose-alg]")
         return (value[0], value[1])
 
@@ -137,7 +144,7 @@ def _int() -> _Kind:
             raise _fail("expected an integer")
         return int(value)
 
-    return _Kind("int", dec, lambda v, _d: int(v))
+    return _Kind("int", dec, lambda v, _d: int(v), frozenset({int}))
 
 
 def _component_id() -> _Kind:
@@ -328,10 +335,10 @@ def encode_value(message: Message, dialect: Dialect = FINAL) -> list[Any]:
     """The CBOR data model of a message: ``[type, options, ...]``."""
     mtype = message.type
     options: dict[int, Any] = {}
-    for attr, label, kind in _OPTIONS[mtype]:
+    for wire, (attr, _label, kind) in _known_options(dialect, mtype).items():
         value = getattr(message, attr)
         if value is not None:
-            options[dialect.labels[label]] = kind.encode(value, dialect)
+            options[wire] = kind.encode(value, dialect)
     for wire, value in message.extensions.items():
         options.setdefault(wire, value)
     item: list[Any] = [dialect.types[mtype], options]
@@ -365,7 +372,7 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
     wire_type, options = value[0], value[1]
     if not _is_uint(wire_type):
         raise _legacy_or(value, "the message type must be an unsigned integer")
-    mtype = dialect.type_of(wire_type)
+    mtype = _message_types(dialect).get(wire_type)
     if mtype is None:
         # Draft -04 had Delete (4) and Error (6): still name the dialect.
         raise _legacy_or(value, f"unknown message type {wire_type} ({dialect.name})")
@@ -413,6 +420,14 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
         kwargs["extensions"] = extensions
     message: Message = _CLASSES[mtype](**kwargs)
     return message
+
+
+@functools.lru_cache(maxsize=8)
+def _message_types(dialect: Dialect) -> Mapping[int, MessageType]:
+    """Wire type -> message type, in one numbering (as ``dialect.type_of``)."""
+    return MappingProxyType(
+        {wire: MessageType(mtype) for mtype, wire in dialect.types.items()}
+    )
 
 
 @functools.lru_cache(maxsize=32)

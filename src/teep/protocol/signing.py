@@ -13,12 +13,14 @@ from typing import Any
 from teep import cbor, cose
 from teep.keys import COSEAlgorithm, PrivateKey, PublicKey
 from teep.protocol import codec
+from teep.protocol.errors import MalformedMessage
 from teep.protocol.messages import Message
 from teep.protocol.registry import FINAL, CipherSuite, Dialect
 
 __all__ = ["Opened", "open_signed", "peek", "sign_message", "suite_of"]
 
 _COSE_TAGS = frozenset({18, 98})
+_NO_TAGS: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,11 @@ def peek(data: bytes) -> Peeked:
     :raises teep.cose.COSEDecodeError: if it is not a COSE signed structure.
     :raises teep.protocol.errors.MalformedMessage: if the payload is missing or not CBOR.
     """
-    from teep.protocol.errors import MalformedMessage
-
-    parsed = cose.parse(cbor.loads(data, tags=_COSE_TAGS))
+    parsed = cose.parse(data, tags=_COSE_TAGS)
     if parsed.payload is None:
         raise MalformedMessage("the TEEP message payload is detached")
     try:
-        payload = cbor.loads(parsed.payload, tags=frozenset())
+        payload = cbor.loads(parsed.payload, tags=_NO_TAGS)
     except cbor.CBORDecodeError as exc:
         raise MalformedMessage(f"payload is not CBOR: {exc}") from None
     kids = tuple(s.kid for s in parsed.signatures if s.kid is not None)
