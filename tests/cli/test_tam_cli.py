@@ -10,6 +10,8 @@ from teep import components
 from teep.device.components import demo_component_wasm
 from teep.keys import PrivateKey
 from teep.suit.builder import build_envelope
+from teep.tam.home import TAMHome
+from teep.tam.store import TAMStore
 
 from .conftest import Run, assert_one_line_error
 
@@ -141,3 +143,24 @@ def test_remove_data_only(run: Run, home: Path) -> None:
     run(*base, "add", "--dir", str(home), "hello", config(home, sequence=2))
     assert run(*base, "remove", "--dir", str(home), "hello").exit_code == 0
     assert catalogue(run, home) == []
+
+
+def test_device_release(run: Run, home: Path) -> None:
+    """``tam device release`` lifts a quarantine and refuses anything else."""
+    url = TAMHome.open(home).database_url
+    with TAMStore.open(url) as store:
+        store.upsert_device(bytes.fromhex(KID), cose_key=b"\xa0", now=1.0)
+        store.set_device_status(bytes.fromhex(KID), "quarantined", "bad", now=1.0)
+    released = run("tam", "device", "release", "--dir", str(home), KID)
+    assert released.exit_code == 0, released.stderr
+    assert "released" in released.stdout
+    with TAMStore.open(url) as store:
+        device = store.get_device(bytes.fromhex(KID))
+        assert device is not None and device.status == "released"
+        assert [e.kind for e in store.list_events(device.kid)] == [
+            "quarantine-released"
+        ]
+    again = run("tam", "device", "release", "--dir", str(home), KID)
+    assert "not quarantined" in assert_one_line_error(again)
+    unknown = run("tam", "device", "release", "--dir", str(home), "cd" * 32)
+    assert "no device matches" in assert_one_line_error(unknown)

@@ -10,10 +10,17 @@ import pytest
 from teep import components
 from teep.keys import COSEAlgorithm, KeyKind, PrivateKey
 from teep.protocol.agent import ComponentsChanged, Dropped, ErrorSent, QueryAnswered
-from teep.protocol.messages import Error, Message, QueryResponse, Success, Update
+from teep.protocol.messages import (
+    Error,
+    Message,
+    QueryResponse,
+    RequestedTC,
+    Success,
+    Update,
+)
 from teep.protocol.registry import FINAL, PRE_RFC, Dialect, ErrCode
 from teep.protocol.signing import open_signed, peek, sign_message
-from teep.protocol.tam import TAM, TAMConfig
+from teep.protocol.tam import TAM, Appraised, TAMConfig
 from teep.suit.builder import build_envelope
 from teep.tam.service import add_component
 
@@ -107,6 +114,29 @@ def test_request_and_unrequest(world: World) -> None:
     assert installed(world, "extra") is None
     assert installed(world) == 1
     assert world.device.tee.unneeded == []
+
+
+def test_request_for_a_newer_version_than_catalogued_refused(world: World) -> None:
+    """A requested-tc-list entry asking for a sequence number above the
+    catalogue's newest is refused and recorded; no policy is added."""
+    world.catalogue("extra")
+    world.session()
+    key = world.device.tee.agent_key.public
+    wanted = RequestedTC(
+        components.component_id("extra"), tc_manifest_sequence_number=2
+    )
+    response = QueryResponse(
+        tc_list=tuple(world.device.tc_list()), requested_tc_list=(wanted,)
+    )
+    plan = world.service.plan(key, response, Appraised(True, "affirming", "test"))
+    assert plan.empty
+    assert not [p for p in world.store.list_policies() if p.component == "extra"]
+    refused = [
+        e
+        for e in world.store.list_events(key.thumbprint)
+        if e.kind == "request-refused"
+    ]
+    assert refused and "sequence 2 or newer" in refused[0].message
 
 
 def test_new_version_is_installed_as_update(world: World) -> None:

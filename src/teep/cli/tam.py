@@ -546,6 +546,33 @@ def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
     print_reports([(r.at, r.ok, r.report) for r in stored], as_json)
 
 
+@device.command("release")
+@dir_option
+@click.argument("device_id")
+def device_release(folder: Path, device_id: str) -> None:
+    """Lift a device's quarantine: its next appraisal decides again."""
+    from teep.attestation.policy import QUARANTINED
+
+    with _Closing(_store(folder)) as store:
+        record = store.find_device(device_id)
+        if record is None:
+            fail(_no_device(device_id))
+        if record.status != QUARANTINED:
+            fail(f"device {record.kid.hex()[:16]} is not quarantined ({record.status})")
+        store.set_device_status(
+            record.kid, "released", "quarantine lifted by an operator", now=time.time()
+        )
+        store.record_event(
+            record.kid,
+            kind="quarantine-released",
+            message="released by an operator",
+            now=time.time(),
+        )
+    console.print(
+        f"device {record.kid.hex()[:16]} released; appraised again next session"
+    )
+
+
 def _no_device(text: str) -> str:
     hint = ""
     if len(text) < 8:

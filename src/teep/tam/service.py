@@ -355,6 +355,16 @@ class TAMService(TAMHost):
                     device.kid, "request-refused", "unknown component requested"
                 )
                 continue
+            least = wanted.tc_manifest_sequence_number
+            if least is not None and record.sequence_number < least:
+                # teep-protocol 5.2: the number is the lowest acceptable.
+                self._event(
+                    device.kid,
+                    "request-refused",
+                    f"{record.name}: sequence {least} or newer asked for, "
+                    f"{record.sequence_number} catalogued",
+                )
+                continue
             if not any(
                 p.component == record.name and p.selector == selector
                 for p in self._policies()
