@@ -10,6 +10,7 @@ import pytest
 from teep import cbor, components
 from teep.device.runtime import Device
 from teep.errors import ConfigError
+from teep.protocol.errors import ManifestProcessingFailed
 from teep.protocol.messages import QueryResponse, Update
 from teep.protocol.tam import Appraised
 from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
@@ -275,3 +276,32 @@ def test_tc_list_judges_data_without_attested_manifests(world: World) -> None:
     world.service.device_key(key.thumbprint)
     plan = world.service.plan(key, response, verdict)
     assert [label for label, _ in plan.install] == [f"{NAME}/config"]
+
+
+def test_data_bundling_an_older_component_cannot_roll_it_back(world: World) -> None:
+    """Data whose integrated dependency is an older version of its component
+    than the device holds is refused; the newer code stays."""
+    old_data = personalization(world, b"v1")  # depends on version 1
+    world.session()
+    world.catalogue(NAME, sequence=2)
+    world.session()
+    newer = world.device.tee.components.manifest(components.manifest_id(NAME))
+    assert newer is not None and newer.sequence_number == 2
+    before = world.device.tee.components.read(components.component_id(NAME))
+    with pytest.raises(
+        ManifestProcessingFailed, match="not newer than the installed 2"
+    ):
+        world.device.install(old_data, None)
+    assert world.device.tee.components.read(components.component_id(NAME)) == before
+    assert config_of(world.device) is None
+
+
+def test_data_bundling_the_held_component_is_accepted(world: World) -> None:
+    """A dependency the device already holds (same version) is not a
+    rollback: the data goes in, the component stays."""
+    world.session()
+    ta = components.component_id(NAME)
+    before = world.device.tee.components.read(ta)
+    world.device.install(personalization(world, b"v1"), None)
+    assert config_of(world.device) == b"v1"
+    assert world.device.tee.components.read(ta) == before

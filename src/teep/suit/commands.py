@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from teep.suit.encryption import SuitEncryptionInfo
-from teep.suit.envelope import SuitDigest, _Outer
+from teep.suit.envelope import SuitDigest, SuitEnvelope, _Outer
 from teep.suit.errors import (
     SuitAbortError,
     SuitDecodeError,
     SuitError,
+    SuitRollbackError,
 )
 from teep.suit.registry import SuitCommand, SuitParameter
 from teep.suit.store import ComponentId
@@ -144,9 +145,40 @@ def _process_dependency(run: Interpreter, _arg: Any, index: int) -> Result:
         # checked; like libcsuit, run the full dependency-integrity check
         # here instead of refusing.
         env = run.checked[index] = run.dependency(index)
+    if _already_held(run, env):
+        return _OK
     child = type(run)(run.proc, run.txn, env, run.effects, (*run.path, index))
     child.run_section(run.section)
     return _OK
+
+
+def _already_held(run: Interpreter, env: SuitEnvelope) -> bool:
+    """Whether the device already holds this dependency, so that processing
+    it again would change nothing.
+
+    A dependency is a manifest like any other: one older than the device
+    holds at its manifest-component-id would roll that manifest's
+    components back (manifest 8.4.2), so it is refused as a root manifest
+    would be.
+
+    :raises SuitRollbackError: if it is older than the one held, or as old
+        but another manifest.
+    """
+    mcid = env.manifest.manifest_component_id
+    held = None if mcid is None else run.proc.store.manifest(mcid)
+    if held is None or env.manifest.sequence_number > held.sequence_number:
+        return False
+    if env.manifest.sequence_number == held.sequence_number:
+        try:
+            same = SuitEnvelope.decode(held.envelope).digest == env.digest
+        except SuitError:
+            same = False
+        if same:
+            return True
+    raise SuitRollbackError(
+        f"dependency sequence number {env.manifest.sequence_number} is not "
+        f"newer than the installed {held.sequence_number}"
+    )
 
 
 def _set_component_index(_run: Interpreter, _arg: Any, _index: int) -> Result:

@@ -22,6 +22,10 @@ Choices where the drafts leave room:
 * process-dependency verifies the dependency (signature, and its digest
   against image-digest) if no condition did so earlier, as the TD and TEEP
   examples need;
+* a dependency the device already holds (same manifest) is not processed
+  again, and one older than the manifest held at its manifest-component-id
+  is refused like an older root manifest, so a bundled dependency cannot
+  roll a component back;
 * a dependent and its dependencies share one parameter table per component
   identifier, so what the dependent sets for a component (say content and
   encryption-info, as in the firmware-encryption dependency example) is what
