@@ -305,3 +305,21 @@ def test_data_bundling_the_held_component_is_accepted(world: World) -> None:
     world.device.install(personalization(world, b"v1"), None)
     assert config_of(world.device) == b"v1"
     assert world.device.tee.components.read(ta) == before
+
+
+def test_entry_installing_another_component_refused(world: World) -> None:
+    """A manifest that would also install code the catalogue does not know
+    of is refused, for a component and for its data."""
+    stowaway = ComponentSpec(components.component_id("other"), b"x", "#other")
+    for manifest_id, own in (
+        (components.manifest_id(NAME), components.component_id(NAME)),
+        (components.config_manifest_id(NAME), components.config_id(NAME)),
+    ):
+        manifest = compose_manifest(
+            manifest_component_id=manifest_id,
+            sequence_number=5,
+            components=[ComponentSpec(own, b"y", "#own"), stowaway],
+        )
+        envelope = sign(manifest, world.signer, {"#own": b"y", "#other": b"x"})
+        with pytest.raises(ConfigError, match=r"also installs .*other/ta"):
+            add_component(world.store, NAME, envelope, now=time.time())

@@ -569,10 +569,22 @@ def _kind_of(env: SuitEnvelope, name: str) -> tuple[str, ComponentId, ComponentI
         if manifest_id != manifest_of(name):
             continue
         cid = component_of(name)
-        if cid not in env.manifest.common.components:
+        common = env.manifest.common
+        if cid not in common.components:
             raise ConfigError(
                 f"the manifest does not install {components.display(cid)}"
             )
+        # Anything else it touches would be code or data the catalogue does
+        # not know of; only dependency slots (the component's own manifest,
+        # for its data) and staging ids under the component's own (an
+        # encrypted payload before it is decrypted) may stand beside it.
+        for index, other in enumerate(common.components):
+            own = other[: len(cid)] == cid
+            if not own and index not in common.dependencies:
+                raise ConfigError(
+                    f"the manifest also installs {components.display(other)}: a "
+                    f"catalogue entry installs {components.display(cid)} alone"
+                )
         return kind, manifest_id, cid
     raise ConfigError(
         f"the manifest is for {components.display(manifest_id)}, not component "
