@@ -169,6 +169,18 @@ def test_description_errors_name_line_and_field(
     assert f"bad.toml:{line}: {field}:" in message
 
 
+def test_description_with_flags_refused(run: Run, folder: Path) -> None:
+    """Flags a DESCRIPTION file makes meaningless are refused, not ignored."""
+    path = folder / "any.toml"
+    path.write_text('name = "x"\n')
+    result = run(
+        "manifest", "create", str(path), "--name", "hello", "--sequence", "3",
+        "--signer", str(folder / "signer.pem"), "-o", str(folder / "out.suit"),
+    )  # fmt: skip
+    message = assert_one_line_error(result)
+    assert "--name, --sequence: not used with a DESCRIPTION file" in message
+
+
 def test_flag_form_still_works(run: Run, folder: Path) -> None:
     """The --name/--payload/--sequence/--signer form (used by the demo) works."""
     out = folder / "flag.suit"

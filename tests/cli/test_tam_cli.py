@@ -109,6 +109,8 @@ def test_add_refusals(
     """Another component's manifest, a component for one device and a model
     selector are refused with one line."""
     path = {"other": ta(home, "other"), "ta": ta(home), "config": config(home)}[which]
+    if which == "config":
+        run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
     result = run(
         "tam", "component", "add", "--dir", str(home), "hello", path, "--device", device
     )
@@ -118,6 +120,7 @@ def test_add_refusals(
 def test_stale_data_version_refused(run: Run, home: Path) -> None:
     """Data not newer than the catalogued version for the same device is
     refused with one line."""
+    run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
     path = config(home, sequence=2)
     assert (
         run("tam", "component", "add", "--dir", str(home), "hello", path).exit_code == 0
@@ -164,3 +167,34 @@ def test_device_release(run: Run, home: Path) -> None:
     assert "not quarantined" in assert_one_line_error(again)
     unknown = run("tam", "device", "release", "--dir", str(home), "cd" * 32)
     assert "no device matches" in assert_one_line_error(unknown)
+
+
+def test_device_named_by_prefix_becomes_its_kid(run: Run, home: Path) -> None:
+    """A kid prefix of a device the TAM has met selects it by its full kid;
+    an unknown short id is refused rather than never matching."""
+    with TAMStore.open(TAMHome.open(home).database_url) as store:
+        store.upsert_device(bytes.fromhex(KID), cose_key=b"\xa0", now=1.0)
+    run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
+    added = run(
+        "tam", "component", "add", "--dir", str(home), "hello", config(home),
+        "--device", KID[:16],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert f"for {KID} sequence 1 added" in added.stdout
+    policy = run(
+        "tam", "policy", "add", "--dir", str(home), "hello", "--device", KID[:8]
+    )
+    assert policy.exit_code == 0, policy.stderr
+    assert f"required on {KID}" in policy.stdout
+    for short in ("00", "cd" * 8 + "0"):
+        refused = run(
+            "tam", "component", "add", "--dir", str(home), "hello",
+            config(home, sequence=2), "--device", short,
+        )  # fmt: skip
+        assert "no device matches" in assert_one_line_error(refused)
+
+
+def test_data_for_an_uncatalogued_component_refused(run: Run, home: Path) -> None:
+    """Personalization Data needs its component in the catalogue first."""
+    refused = run("tam", "component", "add", "--dir", str(home), "hello", config(home))
+    assert "add the component first" in assert_one_line_error(refused)

@@ -59,8 +59,8 @@ def operator_setup(folder: Path) -> None:
     run(folder, "tam signer add --dir tam signer.pub.pem")
     run(folder, "device kek --dir dev -o device-kek.pub.pem")
     run(folder, "manifest create hello.toml --signer signer.pem -o hello.suit")
-    publish_config(folder, b"greeting=hi\n", 1)
     run(folder, "tam component add --dir tam hello hello.suit")
+    publish_config(folder, b"greeting=hi\n", 1)
     run(folder, "tam policy add --dir tam hello")
 
 

@@ -55,6 +55,11 @@ def create(
     """Build a signed envelope, from a DESCRIPTION file (TOML, see
     docs/manifests.md) or from --name, --payload and --sequence."""
     if description is not None:
+        given = [o for o, v in (("--name", name), ("--payload", payload)) if v]
+        given += ["--sequence"] if sequence is not None else []
+        given += ["--any-payload"] if any_payload else []
+        if given:
+            fail(f"{', '.join(given)}: not used with a DESCRIPTION file (it says all)")
         _create_from(description, signer, output)
         return
     if name is None or payload is None or sequence is None or signer is None:

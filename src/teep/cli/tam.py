@@ -17,6 +17,7 @@ from teep.cli.common import console, fail, print_table
 from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
+from teep.tam.database import AmbiguousMatchError, unhex
 from teep.tam.home import TAMHome
 from teep.tam.http import (
     HTTPConfig,
@@ -358,6 +359,8 @@ def component_add(folder: Path, name: str, envelope: Path, device: str) -> None:
     ENVELOPE (payload integrated); which one is read from its manifest id."""
     data = envelope.read_bytes()
     with _Closing(_store(folder)) as store:
+        if device != EVERY_DEVICE and not device.lower().startswith("hwmodel:"):
+            device = _device_selector(store, device)
         record = add_component(store, name, data, now=time.time(), device=device)
     console.print(f"{_entry(record)} sequence {record.sequence_number} added")
 
@@ -442,8 +445,46 @@ def policy_add(folder: Path, name: str, selector: str) -> None:
     with _Closing(_store(folder)) as store:
         if store.get_component(name) is None:
             fail(f"no component named {name!r} (add it with 'teep tam component add')")
+        if selector != "*" and not selector.lower().startswith("hwmodel:"):
+            selector = _device_selector(store, selector)
         store.add_policy(name, selector=selector)
     console.print(f"policy: {name} required on {selector}")
+
+
+KID_BYTES = 32
+"""A kid is a SHA-256 thumbprint."""
+UEID_BYTES = range(7, 34)
+"""The lengths a UEID may have (EAT: 7 to 33 bytes)."""
+
+
+def _device_selector(store: TAMStore, text: str) -> str:
+    """A one-device selector from what an operator typed.
+
+    A device the TAM has met may be named as ``teep tam device`` commands
+    accept (kid, ueid, label, or a kid prefix of 8 or more hex digits); the
+    selector is then its full kid, or its ueid when that is what was typed.
+    A device not met yet must be named by its full kid or ueid.
+    """
+    try:
+        record = store.find_device(text)
+    except AmbiguousMatchError as exc:
+        fail(str(exc))
+    if record is not None:
+        typed = text.strip().lower()
+        if record.ueid is not None and typed == record.ueid.hex():
+            return typed
+        return record.kid.hex()
+    raw = unhex(text.strip())
+    if raw is None or not (len(raw) == KID_BYTES or len(raw) in UEID_BYTES):
+        fail(
+            f"no device matches {text!r}: give a device's full kid "
+            f"({2 * KID_BYTES} hex digits) or ueid (14 to 66), or a kid prefix "
+            "of a device the TAM has met"
+        )
+    console.print(
+        "no device with this id has been met yet: it will apply when one does"
+    )
+    return text.strip().lower()
 
 
 @policy.command("remove")

@@ -316,7 +316,7 @@ class TAM:
             except (DecodeError, VerifyError, ProtocolError) as exc:
                 # teep-protocol 8.3: a TAM drops what it cannot validate.  What
                 # the host recorded on the way (a refused report, say) stays.
-                log.warning("dropped a message: %s", exc)
+                log.info("dropped a message: %s", exc)
                 refusal = self._refusal(data, exc)
                 events = [SessionEvent("dropped", str(exc))]
                 return TAMResult(None, True, events, refusal)

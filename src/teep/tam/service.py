@@ -538,6 +538,12 @@ def add_component(
     except SuitError as exc:
         raise ConfigError(f"envelope refused: {exc}") from None
     kind, manifest_id, cid = _kind_of(env, name)
+    if kind == CONFIG and not any(
+        c.name == name and c.kind == TA for c in store.list_components()
+    ):
+        raise ConfigError(
+            f"no component named {name!r} to personalize: add the component first"
+        )
     return store.add_component(
         name,
         kind=kind,
