@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,13 @@ def test_data_for_an_uncatalogued_component_refused(run: Run, home: Path) -> Non
     """Personalization Data needs its component in the catalogue first."""
     refused = run("tam", "component", "add", "--dir", str(home), "hello", config(home))
     assert "add the component first" in assert_one_line_error(refused)
+
+
+def test_bad_threads_setting_is_one_line(run: Run, home: Path) -> None:
+    """A malformed tam.json value is refused with one line, not a traceback."""
+    settings = home / "tam.json"
+    data = json.loads(settings.read_text())
+    data["threads"] = "yes"
+    settings.write_text(json.dumps(data))
+    result = run("tam", "component", "list", "--dir", str(home))
+    assert "threads must be true, false or null" in assert_one_line_error(result)

@@ -153,7 +153,9 @@ def _worker(home: TAMHome, url: str, config: HTTPConfig, sock: socket.socket) ->
         config=config,
         on_event=_print_event,
         outstanding=outstanding,
-        offload=not service.local,
+        offload=not service.local
+        if home.settings.threads is None
+        else home.settings.threads,
     )
     try:
         asyncio.run(_serve(app, sock, service))

@@ -51,6 +51,12 @@ class TAMSettings:
     ``timestamp`` (no challenge; the Evidence's ``iat`` must be recent)."""
     workers: int = 1
     """Processes ``teep tam serve`` runs, sharing the socket and database."""
+    threads: bool | None = None
+    """Whether a worker hands each message to a thread (True) or handles it
+    in its event loop (False); None decides by what the TAM waits on:
+    threads for PostgreSQL or a remote Verifier, the loop for SQLite and the
+    built-in Verifier.  A PostgreSQL on the same machine is faster with
+    False."""
     max_body: int = 256 * 1024
     """Largest request body accepted, in bytes."""
     read_timeout: float = 10.0
@@ -65,6 +71,12 @@ class TAMSettings:
     attestation: dict[str, object] = field(default_factory=dict)
     """Verifier, trusted Verifier keys, encryption and policy; the keys are
     described in :mod:`teep.verifier.tam_settings`."""
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and not isinstance(self.threads, bool):
+            raise TypeError("threads must be true, false or null")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise TypeError("workers must be a whole number")
 
 
 class TAMHome:
