@@ -84,12 +84,12 @@ def loads(
         raise CBORDecodeError("empty input")
     allowed = tags if isinstance(tags, frozenset) else frozenset(tags)
     try:
-        value = cbor2.loads(data)
+        value = _CODEC.decode(data)
     except Exception:  # cbor2 leaks several exception types
         value = _MISSING
     else:
         _check_types(value, allowed, limits)
-        if _ENCODER.reencodes_to(value, data):
+        if _CODEC.reencodes_to(value, data):
             # Preferred, definite and free of duplicate keys: re-encoding
             # gives back the very same bytes, so the structural scan (the slow
             # part) has nothing left to find.
@@ -105,24 +105,29 @@ _MISSING = object()
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-class _Encoder(threading.local):
-    """One cbor2 encoder per thread, kept between calls.
+class _Codec(threading.local):
+    """One cbor2 encoder and one decoder per thread, kept between calls.
 
-    Building a ``CBOREncoder`` (which ``cbor2.dumps`` does on every call)
-    costs more than encoding a small message; only the output buffer is new
-    each time.
+    Building them (which ``cbor2.dumps`` and ``cbor2.loads`` do on every
+    call) costs as much as coding a small message.  A decode starts on its
+    own buffer with no shared values, and a decoder that failed is replaced,
+    so nothing carries over from one call to the next.
     """
 
     def __init__(self) -> None:
-        self.encoder = cbor2.CBOREncoder(io.BytesIO())
+        self.encode = cbor2.CBOREncoder(io.BytesIO()).encode_to_bytes
+        """Encode a value as :func:`cbor2.dumps` would."""
+        self._decode = cbor2.CBORDecoder(io.BytesIO()).decode_from_bytes
 
-    def encode(self, value: Any) -> bytes:
-        """Encode ``value`` as :func:`cbor2.dumps` would."""
-        buffer = io.BytesIO()
-        encoder = self.encoder
-        encoder.fp = buffer
-        encoder.encode(value)
-        return buffer.getvalue()
+    def decode(self, data: bytes) -> Any:
+        """Decode the first item of ``data`` as :func:`cbor2.loads` would."""
+        try:
+            return self._decode(data)
+        except BaseException:
+            # A decoder stopped halfway keeps its state (such as "inside a
+            # map key", which turns arrays into tuples): start afresh.
+            self._decode = cbor2.CBORDecoder(io.BytesIO()).decode_from_bytes
+            raise
 
     def reencodes_to(self, value: Any, data: bytes) -> bool:
         """Whether ``value`` encodes to exactly ``data``."""
@@ -132,12 +137,12 @@ class _Encoder(threading.local):
             return False
 
 
-_ENCODER = _Encoder()
+_CODEC = _Codec()
 
 
 def dumps(value: Any) -> bytes:
     """Encode with preferred serialization, keeping map insertion order."""
-    return _ENCODER.encode(value)
+    return _CODEC.encode(value)
 
 
 def det_dumps(value: Any) -> bytes:

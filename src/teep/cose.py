@@ -76,6 +76,10 @@ class COSEHeader(enum.IntEnum):
 
 
 SIGNATURE_ALGS = frozenset(ALG_KINDS)
+# plain ints and a tuple: the hot paths test them once per message
+_ALG = int(COSEHeader.alg)
+_KID = int(COSEHeader.kid)
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 _SIGNED_TAGS = {int(t): t for t in (COSETag.COSE_Sign1, COSETag.COSE_Sign)}
 _ALGORITHMS: dict[int, COSEAlgorithm] = {int(alg): alg for alg in COSEAlgorithm}
 # Header parameters a receiver understands; anything else listed in crit fails.
@@ -192,7 +196,7 @@ def parse(data: bytes | Any, *, tags: Iterable[int] = cbor.DEFAULT_TAGS) -> COSE
     :param tags: the CBOR tags that may appear in ``data`` when it is bytes.
     :raises COSEDecodeError: with the reason when it is not.
     """
-    if isinstance(data, bytes | bytearray | memoryview):
+    if isinstance(data, _BYTES_LIKE):
         value = cbor.loads(bytes(data), tags=frozenset(tags))
     else:
         value = data
@@ -224,9 +228,6 @@ def parse(data: bytes | Any, *, tags: Iterable[int] = cbor.DEFAULT_TAGS) -> COSE
     if isinstance(value, cbor.CBORTag):
         return COSEMessage(tag, value, payload, signatures)
     return COSEMessage(tag, cbor.CBORTag(tag, body), payload, signatures)
-
-
-_KID = int(COSEHeader.kid)
 
 
 def verify(
@@ -463,14 +464,14 @@ def _signature(
 ) -> Signature:
     if not isinstance(unprotected, dict):
         raise COSEDecodeError("the unprotected header must be a map")
-    alg = header.get(COSEHeader.alg)
+    alg = header.get(_ALG)
     if alg is None:
         raise COSEDecodeError("the protected header carries no alg")
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise COSEDecodeError("alg must be an integer")
-    if COSEHeader.alg in unprotected:
+    if _ALG in unprotected:
         raise COSEDecodeError("alg must not also appear in the unprotected header")
-    kid = header.get(COSEHeader.kid, unprotected.get(COSEHeader.kid))
+    kid = header.get(_KID, unprotected.get(_KID))
     if kid is not None and not isinstance(kid, bytes):
         raise COSEDecodeError("kid must be a byte string")
     # An unregistered algorithm stays a plain int: no key or caller accepts it.

@@ -129,3 +129,13 @@ def test_cached_protected_header_is_read_only() -> None:
     header = cose._protected_map(cose.parse(signed).signatures[0].protected, "body")
     with pytest.raises(TypeError):
         header[1] = -19  # type: ignore[index]
+
+
+def test_decoder_stopped_inside_a_map_key_leaves_nothing_behind() -> None:
+    """The decoder kept between calls starts afresh after a failure: an
+    input cut off inside an array used as a map key (where arrays decode as
+    tuples) does not turn the next input's arrays into tuples."""
+    with pytest.raises(cbor.CBORDecodeError):
+        cbor.loads(bytes.fromhex("a18201"))  # {[1, <missing>]: ...}
+    assert cbor.loads(bytes.fromhex("820102")) == [1, 2]
+    assert type(cbor.loads(bytes.fromhex("81820102"))[0]) is list

@@ -134,6 +134,69 @@ def _int_pair() -> _Kind:
     return _Kind("operation", dec, lambda v, _d: list(v))
 
 
+def _suites() -> _Kind:
+    """``[+ [+ [cose-type, cose-alg]]]``, checked in one pass: every
+    QueryRequest carries it, so the generic nested arrays cost too much."""
+    pair = _int_pair()
+
+    def dec(value: Any, _d: Dialect) -> tuple[tuple[tuple[int, int], ...], ...]:
+        if not isinstance(value, list):
+            raise _fail("expected an array of [operation]")
+        if not value:
+            raise _fail("expected a non-empty array")
+        suites = []
+        for suite in value:
+            if not isinstance(suite, list):
+                raise _fail("expected an array of operation")
+            if not suite:
+                raise _fail("expected a non-empty array")
+            operations = []
+            for op in suite:
+                if type(op) is not list or len(op) != 2:
+                    raise _fail("a cipher-suite operation is [cose-type, cose-alg]")
+                first, second = op
+                if type(first) is not int or type(second) is not int:
+                    operations.append(pair.decode(op, _d))  # int subclasses, or refused
+                else:
+                    operations.append((first, second))
+            suites.append(tuple(operations))
+        return tuple(suites)
+
+    def enc(value: Any, _d: Dialect) -> list[Any]:
+        return [[list(op) for op in suite] for suite in value]
+
+    return _Kind("[[operation]]", dec, enc)
+
+
+def _profiles() -> _Kind:
+    """``[+ [+ int]]`` (SUIT COSE profiles), checked in one pass like the
+    cipher suites."""
+    inner = _array(_int())
+
+    def dec(value: Any, dialect: Dialect) -> tuple[tuple[int, ...], ...]:
+        if not isinstance(value, list):
+            raise _fail("expected an array of [int]")
+        if not value:
+            raise _fail("expected a non-empty array")
+        return tuple(
+            [
+                tuple(p)
+                if type(p) is list and p and _INTS.issuperset(map(type, p))
+                # anything else: refused (or converted) with the precise reason
+                else inner.decode(p, dialect)
+                for p in value
+            ]
+        )
+
+    def enc(value: Any, _d: Dialect) -> list[Any]:
+        return [list(profile) for profile in value]
+
+    return _Kind("[[int]]", dec, enc)
+
+
+_INTS = frozenset({int})
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -210,8 +273,8 @@ _UINT = _uint()
 _BOOL = _bool()
 _COMPONENT_ID = _component_id()
 _VERSION = _uint(32)
-_SUITES = _array(_array(_int_pair()))
-_PROFILES = _array(_array(_int()))
+_SUITES = _suites()
+_PROFILES = _profiles()
 _TOKEN = _bstr(8, 64)
 _CHALLENGE = _bstr(8, 512)
 _REPORTS = _array(_bstr(0, 1 << 32))
@@ -415,11 +478,17 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
         except MalformedMessage as exc:
             raise MalformedMessage(f"{attr.replace('_', '-')}: {exc}") from None
     if "data_item_requested" in kwargs:
-        kwargs["data_item_requested"] = DataItem(kwargs["data_item_requested"])
+        kwargs["data_item_requested"] = _data_item(kwargs["data_item_requested"])
     if extensions:
         kwargs["extensions"] = extensions
     message: Message = _CLASSES[mtype](**kwargs)
     return message
+
+
+@functools.lru_cache(maxsize=64)
+def _data_item(bits: int) -> DataItem:
+    """The flags of data-item-requested (the same few in every QueryRequest)."""
+    return DataItem(bits)
 
 
 @functools.lru_cache(maxsize=8)

@@ -83,7 +83,7 @@ def peek(data: bytes) -> Peeked:
         payload = cbor.loads(parsed.payload, tags=_NO_TAGS)
     except cbor.CBORDecodeError as exc:
         raise MalformedMessage(f"payload is not CBOR: {exc}") from None
-    kids = tuple(s.kid for s in parsed.signatures if s.kid is not None)
+    kids = tuple([s.kid for s in parsed.signatures if s.kid is not None])
     return Peeked(parsed, payload, kids)
 
 
