@@ -97,4 +97,4 @@ def test_json_names_token_kind(run: Run, tmp_path: Path) -> None:
     """--json says which kind of token it is."""
     result = run("decode", "--json", token(tmp_path, RESULT))
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["token"] == "EAR"
+    assert json.loads(result.stdout)["attestation_token"] == "EAR"

@@ -138,6 +138,19 @@ def test_wrong_digest_leaves_store_untouched() -> None:
     assert report.result.record.manifest_section == SuitManifestKey.install
 
 
+def test_shared_sequence_failure_names_the_common_section() -> None:
+    """A condition of the shared sequence (vendor-id here) that fails is
+    recorded under suit-common, where that sequence lives."""
+    store = MemoryComponentStore()
+    proc = processor(store, vendor_ids=[bytes(16)])
+    with pytest.raises(SuitConditionFailedError) as info:
+        proc.install(build())
+    report = decode_report(info.value.report or b"")
+    assert report.result is not None
+    assert report.result.record.manifest_section == SuitManifestKey.common
+    assert store.manifests() == []
+
+
 def test_oversized_fetch_aborts() -> None:
     """A fetch that streams more than image-size is aborted."""
     store = MemoryComponentStore()

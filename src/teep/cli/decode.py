@@ -266,7 +266,7 @@ def as_json(found: Inspection) -> dict[str, Any]:
     return {
         "kind": found.kind.value,
         "type": type(found.message).__name__ if found.message else None,
-        "token": found.token.kind if found.token else None,
+        "attestation_token": found.token.kind if found.token else None,
         "numbering": found.dialect.name if found.message else None,
         "signed": found.cose.tag.name if found.cose else None,
         "signers": signers,

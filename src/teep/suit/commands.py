@@ -34,7 +34,9 @@ __all__ = ["HANDLERS", "SHARED", "Fetch", "Invocation", "Result", "digest_param"
 
 Fetch = Callable[[str], Iterable[bytes]]
 """Returns the chunks of a URI's content."""
-SHARED = 4  # report section number used for the shared sequence (common key)
+# The shared sequence lives in suit-common (manifest key 3): records of its
+# commands name that section.
+SHARED = 3
 
 
 @dataclass(frozen=True)
