@@ -13,6 +13,8 @@ needs:
   message carries no kid or an unknown one, every candidate key is tried;
 * the legacy algorithms ES256 (-7) and EdDSA (-8) verify with the same keys
   as their fully specified successors ESP256 (-9) and Ed25519 (-19);
+* a COSE_Mac0 (HMAC 256/256, 384/384, 512/512) is verified with shared
+  keys by :func:`verify_mac0`, for SUIT manifests authenticated that way;
 * every failure becomes :class:`COSEDecodeError` or :class:`teep.errors.VerifyError`.
 
 Verification raises; it never returns a bool.
@@ -29,6 +31,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -45,11 +48,13 @@ __all__ = [
     "COSEHeader",
     "COSEMessage",
     "COSETag",
+    "MACKey",
     "Verified",
     "parse",
     "sign",
     "sign1",
     "verify",
+    "verify_mac0",
 ]
 
 
@@ -427,6 +432,83 @@ def _check_alg(key: PrivateKey, alg: COSEAlgorithm | None) -> COSEAlgorithm:
 
 def _looks_like_sign(body: Any) -> bool:
     return isinstance(body, list) and len(body) == 4 and isinstance(body[3], list)
+
+
+@dataclass(frozen=True)
+class MACKey:
+    """A shared symmetric key for COSE_Mac0 (HMAC, RFC 9053 section 3.1)."""
+
+    key: bytes
+    """The secret."""
+    kid: bytes | None = None
+    """Its key id; None matches a message with any (or no) kid."""
+
+    def __repr__(self) -> str:  # never print the secret
+        kid = self.kid.hex() if self.kid is not None else None
+        return f"MACKey(kid={kid}, {len(self.key)} bytes)"
+
+
+_HMAC_ALGS: dict[int, tuple[Callable[[], hashes.HashAlgorithm], int]] = {
+    # RFC 9053 section 3.1: HMAC 256/256, 384/384, 512/512 (full-length tags).
+    5: (hashes.SHA256, 32),
+    6: (hashes.SHA384, 48),
+    7: (hashes.SHA512, 64),
+}
+_MAC0_HEAD = b"\x84\x64MAC0"
+
+
+def verify_mac0(
+    data: bytes, keys: Iterable[MACKey], *, detached_payload: bytes | None = None
+) -> MACKey:
+    """Verify a COSE_Mac0 (tagged 17 or not) with shared keys.
+
+    The tag is checked over the MAC_structure ``["MAC0", protected,
+    external_aad = h'', payload]`` (RFC 9052 section 6.3) built from the
+    received protected header bytes.
+
+    :param keys: the keys to try (by kid first when the message names one).
+    :param detached_payload: the payload when the structure carries nil.
+    :returns: the key that verified the tag.
+    :raises COSEDecodeError: if the structure is malformed.
+    :raises VerifyError: for an unsupported algorithm or a tag no key verifies.
+    """
+    value = cbor.loads(bytes(data), tags=frozenset({int(COSETag.COSE_Mac0)}))
+    if isinstance(value, cbor.CBORTag):
+        if value.tag != COSETag.COSE_Mac0:
+            raise COSEDecodeError(f"CBOR tag {value.tag} is not a COSE_Mac0")
+        value = value.value
+    if not isinstance(value, list) or len(value) != 4:
+        raise COSEDecodeError("a COSE_Mac0 is an array of four elements")
+    protected, unprotected, payload, tag = value
+    header = _protected_map(protected, "body")
+    if not isinstance(tag, bytes):
+        raise COSEDecodeError("the MAC tag must be a byte string")
+    if payload is not None and not isinstance(payload, bytes):
+        raise COSEDecodeError("the payload must be a byte string or nil")
+    sig = _signature(protected, header, unprotected, tag)
+    payload = payload if payload is not None else detached_payload
+    if payload is None:
+        raise VerifyError("the payload is detached and was not supplied")
+    known = _HMAC_ALGS.get(int(sig.alg))
+    if known is None:
+        raise VerifyError(f"unsupported MAC algorithm {_alg_name(sig.alg)}")
+    hash_alg, size = known
+    if len(tag) != size:
+        raise VerifyError(f"a {len(tag)}-byte tag for a {size}-byte MAC")
+    to_be_maced = b"".join(
+        (_MAC0_HEAD, _bstr(protected), b"\x40", _bstr(bytes(payload)))
+    )
+    candidates = list(keys)
+    exact = [k for k in candidates if sig.kid is not None and k.kid == sig.kid]
+    for key in exact or [k for k in candidates if k.kid is None or sig.kid is None]:
+        mac = _hmac.HMAC(key.key, hash_alg())
+        mac.update(to_be_maced)
+        try:
+            mac.verify(tag)
+        except InvalidSignature:
+            continue
+        return key
+    raise VerifyError("the MAC does not verify under any shared key")
 
 
 def _protected_map(protected: Any, where: str) -> Mapping[Any, Any]:

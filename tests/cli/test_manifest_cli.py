@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from teep.device.components import demo_component_source, demo_component_wasm
+from teep.errors import TeepError
 from teep.keys import PrivateKey
 from teep.suit.envelope import SuitEnvelope, open_envelope
 from teep.suit.processor import SuitProcessor
@@ -273,3 +275,210 @@ def test_description_payload_checked_as_component(run: Run, folder: Path) -> Non
     assert result.exit_code == 0, result.stderr
     env = SuitEnvelope.decode(out.read_bytes())
     assert demo_component_wasm() in env.integrated.values()
+
+
+# What the tools produce matches the SUIT CDDL (manifest + trust-domains +
+# firmware-encryption), checked with cddl-verifier as the vectors are.
+
+
+@pytest.fixture(scope="module")
+def envelope_schema() -> Any:
+    import cddl_verifier
+
+    from suit.vectors import ENVELOPE_CDDL, cddl
+
+    return cddl_verifier.Validator(cddl(*ENVELOPE_CDDL))
+
+
+def assert_valid_envelope(schema: Any, data: bytes) -> None:
+    """``data`` is a SUIT_Envelope by the CDDL, and so is every integrated
+    dependency it carries."""
+    from teep import cbor
+
+    value = cbor.loads(data, tags=frozenset({107}))
+    if isinstance(value, cbor.CBORTag):
+        assert value.tag == 107
+        value = value.value
+    result = schema.validate(value, "SUIT_Envelope")
+    assert result.valid, result.diagnostics
+    for key, member in SuitEnvelope.decode(data).integrated.items():
+        try:
+            SuitEnvelope.decode(member)
+        except TeepError:
+            continue  # a payload, not a dependency
+        assert_valid_envelope(schema, member)
+        assert key.startswith("#")
+
+
+def edit(folder: Path, name: str, new: str, *changes: tuple[str, str]) -> None:
+    """Write ``new.toml``: ``name.toml`` with each (pattern, replacement)."""
+    text = (folder / f"{name}.toml").read_text()
+    for pattern, replacement in changes:
+        text, count = re.subn(pattern, replacement, text, count=1, flags=re.M)
+        assert count == 1, pattern
+    (folder / f"{new}.toml").write_text(text)
+
+
+def _hello(run: Run, folder: Path) -> Path:
+    return create(run, folder, "hello")
+
+
+def _config(run: Run, folder: Path) -> Path:
+    """Encrypted (ECDH-ES, A128CTR), with an integrated dependency."""
+    _hello(run, folder)
+    return create(run, folder, "config")
+
+
+def _severed(run: Run, folder: Path) -> Path:
+    out = folder / "severed.suit"
+    key = str(folder / "signer.pem")
+    source = str(_config(run, folder))
+    result = run("manifest", "sever", "--key", key, "-o", str(out), source)
+    assert result.exit_code == 0, result.stderr
+    assert SuitEnvelope.decode(out.read_bytes()).manifest.severed
+    return out
+
+
+def _signed_twice(run: Run, folder: Path) -> Path:
+    other = folder / "other.pem"
+    PrivateKey.generate().save(other)
+    out = folder / "two.suit"
+    source = str(_hello(run, folder))
+    result = run(
+        "manifest", "sign", "--add", "--key", str(other), "-o", str(out), source
+    )
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _by_uri(run: Run, folder: Path) -> Path:
+    """The payload is fetched from an https URI; the envelope is tagged."""
+    edit(
+        folder,
+        "hello",
+        "remote",
+        (r'^uri = "#tc"', 'uri = "https://tam.example/hello.wasm"'),
+        (r"^sequence-number = 1", "sequence-number = 1\ntagged = true"),
+    )
+    out = create(run, folder, "remote")
+    assert not SuitEnvelope.decode(out.read_bytes()).integrated
+    return out
+
+
+def _encrypted_remote(run: Run, folder: Path) -> Path:
+    """AES-KW and ECDH-ES recipients, AES-GCM, the ciphertext and the
+    dependency both fetched by URI."""
+    _hello(run, folder)
+    edit(
+        folder,
+        "config",
+        "remote-config",
+        (r'^uri = "#config"', 'uri = "https://tam.example/config.json.enc"'),
+        (r'^algorithm = "A128CTR"', f'algorithm = "A128GCM"\nkek = "{"61" * 16}"'),
+        (r'^uri = "#hello.suit"', 'uri = "https://tam.example/hello.suit"'),
+    )
+    out = create(run, folder, "remote-config")
+    assert not SuitEnvelope.decode(out.read_bytes()).integrated
+    return out
+
+
+def _flags(run: Run, folder: Path) -> Path:
+    out = folder / "flag.suit"
+    result = run(
+        "manifest", "create", "--name", "data", "--payload",
+        str(folder / "config.json"), "--any-payload", "--sequence", "2",
+        "--signer", str(folder / "signer.pem"), "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+PRODUCED = {
+    "hello": _hello,
+    "config": _config,
+    "severed": _severed,
+    "sign-add": _signed_twice,
+    "uri-fetch": _by_uri,
+    "encrypted-uri-dependency": _encrypted_remote,
+    "flag-form": _flags,
+}
+
+
+def test_every_documented_example_is_checked() -> None:
+    """Each description in docs/examples has a CDDL case."""
+    assert {p.stem for p in EXAMPLES.glob("*.toml")} <= set(PRODUCED)
+
+
+@pytest.mark.parametrize("case", sorted(PRODUCED))
+def test_tool_output_matches_the_cddl(
+    run: Run, folder: Path, envelope_schema: Any, case: str
+) -> None:
+    """What ``teep manifest create`` / ``sever`` / ``sign --add`` write is a
+    SUIT_Envelope by the drafts' CDDL."""
+    assert_valid_envelope(envelope_schema, PRODUCED[case](run, folder).read_bytes())
+
+
+def test_cddl_check_sees_a_broken_command(
+    run: Run, folder: Path, envelope_schema: Any
+) -> None:
+    """The CDDL check looks inside the bstr-wrapped manifest and sequences:
+    an unknown command label in install fails it."""
+    from teep import cbor
+    from teep.suit.builder import envelope_of
+
+    env = SuitEnvelope.decode(_hello(run, folder).read_bytes())
+    manifest = cbor.loads(env.manifest.raw)
+    install = cbor.loads(manifest[20])
+    manifest[20] = cbor.dumps([*install, 999, 15])
+    signer = PrivateKey.load(folder / "signer.pem")
+    bad = envelope_of(cbor.det_dumps(manifest), signer, env.integrated)
+    with pytest.raises(AssertionError):
+        assert_valid_envelope(envelope_schema, bad)
+
+
+# show and verify read hex as teep decode does.
+
+SUIT_VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "suit"
+EXAMPLE_KEY = SUIT_VECTORS / "keys" / "suit-example-p256-public.pem"
+
+
+def test_show_reads_a_hex_vector(run: Run) -> None:
+    """show detects a hex file (the drafts' vectors) and decodes it."""
+    result = run("manifest", "show", str(SUIT_VECTORS / "teep-suit_uri.hex"))
+    assert result.exit_code == 0, result.stderr
+    assert "/ SUIT envelope, 387 bytes /" in result.stdout
+    assert "sequence number  3" in result.stdout
+
+
+def test_verify_reads_a_hex_vector(run: Run) -> None:
+    """verify detects a hex file and checks its signature."""
+    vector = str(SUIT_VECTORS / "manifest-ex2-severed.hex")
+    result = run("manifest", "verify", "--key", str(EXAMPLE_KEY), vector)
+    assert result.exit_code == 0, result.stderr
+    assert "verified: sequence 2" in result.stdout
+    other = SUIT_VECTORS / "keys" / "fwenc-dependent-p256-public.pem"
+    assert_one_line_error(run("manifest", "verify", "--key", str(other), vector))
+
+
+def test_show_and_verify_hex_from_stdin(run: Run, folder: Path) -> None:
+    """--hex reads hex text with an 0x prefix and line breaks, from stdin;
+    the raw envelope still reads as before."""
+    envelope = create(run, folder, "hello")
+    raw = envelope.read_bytes()
+    text = "0x" + "\n".join(raw.hex()[i : i + 64] for i in range(0, len(raw) * 2, 64))
+    shown = run("manifest", "show", "--hex", "-", input=text)
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout == run("manifest", "show", str(envelope)).stdout
+    key = str(folder / "signer.pem")
+    checked = run("manifest", "verify", "--hex", "--key", key, "-", input=text)
+    assert checked.exit_code == 0, checked.stderr
+    assert run("manifest", "verify", "--key", key, str(envelope)).exit_code == 0
+
+
+def test_hex_flag_refuses_binary(run: Run, folder: Path) -> None:
+    """--hex on a raw envelope fails with one line, as teep decode does."""
+    envelope = str(create(run, folder, "hello"))
+    message = assert_one_line_error(run("manifest", "show", "--hex", envelope))
+    assert "not valid hex" in message
+    key = str(folder / "signer.pem")
+    assert_one_line_error(run("manifest", "verify", "--hex", "--key", key, envelope))

@@ -8,6 +8,8 @@ non-zero exit status.  Commands never print tracebacks themselves.
 
 from __future__ import annotations
 
+import binascii
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,6 +93,30 @@ def read_input(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+_HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
+
+
+def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
+    """Turn the input into CBOR bytes: hex text is detected or forced.
+
+    :raises CLIError: if the input is empty or ``force_hex`` is set and it
+        is not hex.
+    """
+    if not data.strip():
+        fail("the input is empty")
+    looks_hex = _HEX.fullmatch(data.strip()) is not None
+    if not (force_hex or looks_hex):
+        return data
+    text = re.sub(rb"\s+", b"", data)
+    text = text[2:] if text[:2].lower() == b"0x" else text
+    try:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        if force_hex:
+            fail("the input is not valid hex (odd length or a non-hex character)")
+        return data
 
 
 def write_output(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:

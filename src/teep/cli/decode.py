@@ -15,9 +15,7 @@ click; the command only reads the input and prints.
 
 from __future__ import annotations
 
-import binascii
 import json
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +24,7 @@ import click
 from teep import cbor, cose, diag
 from teep.attestation.errors import SignatureError
 from teep.attestation.inspect import TokenView, inspect_token
-from teep.cli.common import echo, fail, read_input
+from teep.cli.common import echo, fail, parse_input, read_input
 from teep.cli.keys import load_any
 from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import PublicKey
@@ -37,7 +35,6 @@ from teep.suit.envelope import SuitEnvelope, verify_envelope
 
 __all__ = ["Inspection", "decode", "inspect", "parse_input"]
 
-_HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
 _NUMBERINGS = ("auto", "final", "pre-rfc")
 
 
@@ -61,27 +58,6 @@ class Inspection:
     """The key the signature verified with (only with a key)."""
     token: TokenView | None = None
     """A signed EAT or EAR, as :func:`inspect_token` read it."""
-
-
-def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
-    """Turn the input into CBOR bytes: hex text is detected or forced.
-
-    :raises CLIError: if the input is empty or ``force_hex`` is set and it
-        is not hex.
-    """
-    if not data.strip():
-        fail("the input is empty")
-    looks_hex = _HEX.fullmatch(data.strip()) is not None
-    if not (force_hex or looks_hex):
-        return data
-    text = re.sub(rb"\s+", b"", data)
-    text = text[2:] if text[:2].lower() == b"0x" else text
-    try:
-        return binascii.unhexlify(text)
-    except (binascii.Error, ValueError):
-        if force_hex:
-            fail("the input is not valid hex (odd length or a non-hex character)")
-        return data
 
 
 def inspect(

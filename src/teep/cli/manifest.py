@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from teep import cbor, components, cose, diag
-from teep.cli.common import console, echo, fail, read_input, write_output
+from teep.cli.common import console, echo, fail, parse_input, read_input, write_output
 from teep.errors import TeepError
 from teep.keys import PrivateKey, PublicKey
 from teep.suit.builder import build_envelope, envelope_of, sever_envelope, sign_envelope
@@ -126,13 +126,26 @@ def _create_from(path: Path, signer: Path | None, output: str) -> None:
     )
 
 
+_HEX_OPTION = click.option(
+    "--hex", "force_hex", is_flag=True, help="The input is hex text (else detected)."
+)
+
+
+def _read_envelope(file: str, force_hex: bool) -> bytes:
+    """The envelope in ``file``: raw CBOR, or hex text as ``teep decode``
+    reads it (detected, or forced with --hex)."""
+    return parse_input(read_input(file), force_hex=force_hex)
+
+
 @manifest.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+@_HEX_OPTION
 @click.argument("file")
-def show(as_json: bool, file: str) -> None:
-    """Print an envelope in annotated diagnostic notation, after a summary:
-    ids, sequence number, digest, signers' key ids, severed members."""
-    data = read_input(file)
+def show(as_json: bool, force_hex: bool, file: str) -> None:
+    """Print an envelope (raw CBOR or hex) in annotated diagnostic notation,
+    after a summary: ids, sequence number, digest, signers' key ids, severed
+    members."""
+    data = _read_envelope(file, force_hex)
     env = SuitEnvelope.decode(data)
     value = cbor.loads(data, tags=frozenset({107}))
     if as_json:
@@ -196,11 +209,13 @@ def _signer_kids(env: SuitEnvelope) -> list[str]:
     type=_FILE,
     help="A signer's public (or private) key; repeat for several.",
 )
+@_HEX_OPTION
 @click.argument("file")
-def verify(keyfile: tuple[Path, ...], file: str) -> None:
-    """Check an envelope's signature and manifest digest; exit 1 if wrong."""
+def verify(keyfile: tuple[Path, ...], force_hex: bool, file: str) -> None:
+    """Check an envelope's (raw CBOR or hex) signature and manifest digest;
+    exit 1 if wrong."""
     keys = [PublicKey.load(k) for k in keyfile]
-    env, signer = open_envelope(read_input(file), keys)
+    env, signer = open_envelope(_read_envelope(file, force_hex), keys)
     console.print(
         f"verified: sequence {env.manifest.sequence_number}, "
         f"signed by {signer.kid.hex()[:16]}.."

@@ -17,12 +17,17 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from teep import cbor, cose
 from teep.errors import DecodeError, VerifyError
 from teep.keys import PublicKey
-from teep.suit.errors import SuitAuthError, SuitDecodeError, SuitUnsupportedError
+from teep.suit.errors import (
+    SuitAuthError,
+    SuitDecodeError,
+    SuitSeveredMemberError,
+    SuitUnsupportedError,
+)
 from teep.suit.registry import (
     ENVELOPE_TAG,
     SEVERABLE,
@@ -36,6 +41,7 @@ from teep.suit.registry import (
 from teep.suit.store import ComponentId
 
 __all__ = [
+    "Authenticator",
     "SuitCommand",
     "SuitCommandSequence",
     "SuitCommon",
@@ -422,17 +428,17 @@ class SuitEnvelope:
     def sequence(self, key: int) -> SuitCommandSequence | None:
         """The command sequence ``key``, inline or severed, None if absent.
 
-        :raises SuitDecodeError: if it was severed and the envelope does not
-            carry it.
+        :raises SuitSeveredMemberError: if it was severed and the envelope
+            does not carry it (manifest 8.4.1 / the SUIT digest 9.1 step 6:
+            a member the procedure needs but cannot get fails it).
         """
         found = self.manifest.sequences.get(key)
         if found is not None or key not in self.manifest.severed:
             return found
         member = self.severable.get(key)
         if member is None:
-            raise SuitDecodeError(
-                f"manifest member {key} is severed and not in the envelope",
-                reason=SuitReportReason.severing_unsupported,
+            raise SuitSeveredMemberError(
+                f"manifest member {key} is severed and not in the envelope"
             )
         return SuitCommandSequence.decode(_unwrap(member))
 
@@ -536,9 +542,16 @@ def _auth_parts(auth: bytes) -> tuple[SuitDigest, bytes, list[Any]]:
     return SuitDigest.decode(value[0]), value[0], value[1:]
 
 
+Authenticator = PublicKey | cose.MACKey
+"""What authenticated an envelope: a signer's public key, or a shared MAC key."""
+
+
 def _verify_auth(
-    auth: bytes, manifest_bytes: bytes, trust_anchors: Iterable[PublicKey]
-) -> PublicKey:
+    auth: bytes,
+    manifest_bytes: bytes,
+    trust_anchors: Iterable[PublicKey],
+    mac_keys: Iterable[cose.MACKey] = (),
+) -> Authenticator:
     digest, digest_bytes, blocks = _auth_parts(auth)
     # manifest section 8.3: check the digest first, then a signature over it.
     if not digest.matches(manifest_bytes):
@@ -546,9 +559,21 @@ def _verify_auth(
     if not blocks:
         raise SuitAuthError("the envelope carries no authentication block")
     anchors = list(trust_anchors)
+    shared = list(mac_keys)
     failure: Exception = SuitAuthError("no authentication block verifies")
     for block in blocks:
         tag = cbor.peek_tag(block)
+        if tag == cose.COSETag.COSE_Mac0 and shared:
+            # manifest 8.3: a COSE_Mac0 over the same detached SUIT_Digest,
+            # with a key the device shares with the author (the
+            # firmware-encryption AES-KW examples, HMAC 256/256).
+            try:
+                return cose.verify_mac0(block, shared, detached_payload=digest_bytes)
+            except DecodeError as exc:
+                failure = SuitDecodeError(f"authentication block: {exc}")
+            except VerifyError as exc:
+                failure = SuitAuthError(f"authentication block: {exc}")
+            continue
         if tag not in (cose.COSETag.COSE_Sign1, cose.COSETag.COSE_Sign):
             failure = SuitUnsupportedError(
                 f"authentication block with CBOR tag {tag}",
@@ -564,30 +589,62 @@ def _verify_auth(
     raise failure
 
 
-def verify_envelope(env: SuitEnvelope, trust_anchors: Iterable[PublicKey]) -> PublicKey:
+@overload
+def verify_envelope(
+    env: SuitEnvelope, trust_anchors: Iterable[PublicKey]
+) -> PublicKey: ...
+@overload
+def verify_envelope(
+    env: SuitEnvelope,
+    trust_anchors: Iterable[PublicKey],
+    *,
+    mac_keys: Iterable[cose.MACKey],
+) -> Authenticator: ...
+def verify_envelope(
+    env: SuitEnvelope,
+    trust_anchors: Iterable[PublicKey],
+    *,
+    mac_keys: Iterable[cose.MACKey] = (),
+) -> Authenticator:
     """Check the envelope's authentication wrapper and return the signer.
 
     The SUIT_Digest must equal the hash of the bstr-wrapped manifest, and at
     least one COSE_Sign1 / COSE_Sign block (detached payload: the encoded
-    SUIT_Digest) must verify under one of ``trust_anchors``.
+    SUIT_Digest) must verify under one of ``trust_anchors``, or a COSE_Mac0
+    block under one of ``mac_keys``.
 
     :raises SuitAuthError: if the digest or every signature fails.
     :raises SuitDecodeError: if the wrapper is malformed.
-    :raises SuitUnsupportedError: for MAC blocks or an unknown digest algorithm.
+    :raises SuitUnsupportedError: for a block teep cannot check (COSE_Mac,
+        or COSE_Mac0 without ``mac_keys``) or an unknown digest algorithm.
     """
-    return _verify_auth(env.authentication_wrapper, env.manifest_bytes, trust_anchors)
+    return _verify_auth(
+        env.authentication_wrapper, env.manifest_bytes, trust_anchors, mac_keys
+    )
 
 
+@overload
 def open_envelope(
     data: bytes, trust_anchors: Iterable[PublicKey]
-) -> tuple[SuitEnvelope, PublicKey]:
+) -> tuple[SuitEnvelope, PublicKey]: ...
+@overload
+def open_envelope(
+    data: bytes, trust_anchors: Iterable[PublicKey], *, mac_keys: Iterable[cose.MACKey]
+) -> tuple[SuitEnvelope, Authenticator]: ...
+def open_envelope(
+    data: bytes,
+    trust_anchors: Iterable[PublicKey],
+    *,
+    mac_keys: Iterable[cose.MACKey] = (),
+) -> tuple[SuitEnvelope, Authenticator]:
     """Decode and authenticate an envelope, verifying before the manifest
     is parsed.
 
+    :param mac_keys: shared keys for COSE_Mac0 authentication blocks.
     :returns: the envelope and the key that verified it.
     :raises SuitDecodeError, SuitAuthError, SuitUnsupportedError: as
         :meth:`SuitEnvelope.decode` and :func:`verify_envelope`.
     """
     outer = _Outer.decode(data)
-    signer = _verify_auth(outer.auth, outer.manifest_bytes, trust_anchors)
+    signer = _verify_auth(outer.auth, outer.manifest_bytes, trust_anchors, mac_keys)
     return outer.with_manifest(SuitManifest.decode(outer.manifest_content)), signer

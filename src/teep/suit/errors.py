@@ -77,6 +77,17 @@ class SuitAbortError(SuitError):
     reason = SuitReportReason.operation_failed
 
 
+class SuitSeveredMemberError(SuitError):
+    """A severed member the procedure needs is not in the envelope.
+
+    teep supports severing, so this is not reason 9 (severing unsupported,
+    which the SUIT digest keeps for processors without severing): the
+    procedure cannot be carried out and fails as an operation.
+    """
+
+    reason = SuitReportReason.operation_failed
+
+
 class SuitDecryptionError(SuitAbortError):
     """An encrypted payload could not be decrypted: no key fits a recipient,
     or the ciphertext failed authentication."""

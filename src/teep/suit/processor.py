@@ -36,7 +36,12 @@ Choices where the drafts leave room:
 * write and copy decrypt with the device's ``decryption_keys`` when
   encryption-info is set (fetch never decrypts, as the draft says);
 * a component is hashed while it is written, so image-match right after a
-  fetch needs no second pass; otherwise it streams the stored content.
+  fetch needs no second pass; otherwise it streams the stored content;
+* a severed member the procedure needs but the envelope lacks fails it
+  with operation-failed (reason 11) in that section: teep supports
+  severing, so reason 9 would be wrong (the SUIT digest, 9.1 step 6);
+* a COSE_Mac0 authentication block counts only under one of the
+  ``mac_keys`` given; ``authorize`` then receives that :class:`MACKey`.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from teep.cose import MACKey
 from teep.keys import PublicKey
 from teep.suit.commands import (
     HANDLERS,
@@ -55,14 +61,15 @@ from teep.suit.commands import (
 )
 from teep.suit.encryption import DecryptionKey
 from teep.suit.envelope import (
-    SuitCommand as Command,
-)
-from teep.suit.envelope import (
+    Authenticator,
     SuitCommandSequence,
     SuitDigest,
     SuitEnvelope,
     _Outer,
     open_envelope,
+)
+from teep.suit.envelope import (
+    SuitCommand as Command,
 )
 from teep.suit.errors import (
     SuitAbortError,
@@ -72,6 +79,7 @@ from teep.suit.errors import (
     SuitError,
     SuitNotInstalledError,
     SuitRollbackError,
+    SuitSeveredMemberError,
     SuitUnsupportedError,
 )
 from teep.suit.measure import bounded, finish, hasher_for, hashing_aside
@@ -93,7 +101,9 @@ from teep.suit.store import (
 
 __all__ = ["Invocation", "ProcessResult", "SuitProcessor"]
 
-Authorize = Callable[[PublicKey, ComponentId], bool]
+Authorize = Callable[[Authenticator, ComponentId], bool]
+"""Decides whether what authenticated a manifest (a signer's public key or a
+shared MAC key) may install at a manifest-component-id."""
 
 UPDATE = (
     SuitManifestKey.dependency_resolution,
@@ -131,7 +141,7 @@ class ProcessResult:
     """The manifest record (as stored, or as removed for uninstall)."""
     report: bytes
     """The encoded SUIT_Report (result true)."""
-    signer: PublicKey | None = None
+    signer: Authenticator | None = None
     """The key that authenticated the envelope (None for uninstall)."""
     invocations: tuple[Invocation, ...] = ()
     """Invoke directives met, in order."""
@@ -165,6 +175,9 @@ class SuitProcessor:
 
     :param store: where components and manifest records live.
     :param trust_anchors: keys allowed to sign manifests.
+    :param mac_keys: shared keys that authenticate manifests with a
+        COSE_Mac0 (HMAC) instead of a signature, as the firmware-encryption
+        AES-KW examples do; none by default.
     :param fetch: returns the chunks of a URI's content (None: only
         integrated payloads can be fetched).
     :param vendor_ids, class_ids, device_ids: identifiers this device
@@ -192,9 +205,11 @@ class SuitProcessor:
         max_component_size: int = 64 << 20,
         decryption_keys: Iterable[DecryptionKey] = (),
         default_manifest_component_id: ComponentId | None = None,
+        mac_keys: Iterable[MACKey] = (),
     ) -> None:
         self.store = store
         self.trust_anchors = list(trust_anchors)
+        self.mac_keys = list(mac_keys)
         self.fetch = fetch
         self.identity: dict[int, Collection[bytes] | None] = {
             SuitParameter.vendor_identifier: vendor_ids,
@@ -215,7 +230,9 @@ class SuitProcessor:
         :raises SuitError: any subclass; ``.report`` holds the failure report.
         """
         try:
-            env, signer = open_envelope(envelope, self.trust_anchors)
+            env, signer = open_envelope(
+                envelope, self.trust_anchors, mac_keys=self.mac_keys
+            )
             mcid = self._admit(env, signer)
             effects = _Effects()
             with self.store.transaction() as txn:
@@ -286,7 +303,7 @@ class SuitProcessor:
             raise
         return _result(installed, env, effects, report_nonce)
 
-    def _admit(self, env: SuitEnvelope, signer: PublicKey) -> ComponentId:
+    def _admit(self, env: SuitEnvelope, signer: Authenticator) -> ComponentId:
         mcid = env.manifest.manifest_component_id or self.default_manifest_component_id
         if mcid is None:
             raise SuitUnsupportedError(
@@ -321,7 +338,7 @@ def _result(
     env: SuitEnvelope,
     effects: _Effects,
     nonce: bytes | None,
-    signer: PublicKey | None = None,
+    signer: Authenticator | None = None,
 ) -> ProcessResult:
     """What a procedure that succeeded returns, with its report."""
     return ProcessResult(
@@ -409,7 +426,12 @@ class _Interpreter:
 
     def run_section(self, key: int) -> None:
         """Run one section (absent: nothing to do)."""
-        sequence = self.env.sequence(key)
+        try:
+            sequence = self.env.sequence(key)
+        except SuitSeveredMemberError as exc:
+            # The report names the section that could not be run.
+            exc.record = SuitRecord(self.path, key, 0, 0, {})
+            raise
         if sequence is None:
             return
         shared = self.env.manifest.common.shared_sequence
@@ -604,7 +626,9 @@ class _Interpreter:
         content = self.read(index)
         if content is None:
             raise SuitAbortError(f"dependency {index} has not been fetched")
-        env, _signer = open_envelope(content, self.proc.trust_anchors)
+        env, _signer = open_envelope(
+            content, self.proc.trust_anchors, mac_keys=self.proc.mac_keys
+        )
         expected = digest_param(self, index)
         if expected is None or expected != env.digest:
             raise SuitAuthError(f"dependency {index} does not match its image-digest")

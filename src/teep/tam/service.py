@@ -662,7 +662,12 @@ def image_digest(envelope: bytes, component: ComponentId) -> bytes | None:
     if component not in ids:
         return None
     index = ids.index(component)
-    sequences = [env.manifest.common.shared_sequence, env.sequence(20), env.sequence(7)]
+    sequences = [env.manifest.common.shared_sequence]
+    for key in (20, 7):  # install, validate
+        try:
+            sequences.append(env.sequence(key))
+        except TeepError:  # a severed member the envelope no longer carries
+            continue
     for sequence in sequences:
         if sequence is None:
             continue
