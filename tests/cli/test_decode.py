@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -101,6 +103,28 @@ def test_signed_with_wrong_key(run: Run, tmp_path: Path) -> None:
     path = _signed(tmp_path, key, Success(token=TOKEN))
     line = assert_one_line_error(
         run("decode", "--key", str(tmp_path / "other.pem"), str(path))
+    )
+    assert line == f"teep: error: signature does not verify with {other.kid.hex()}"
+
+
+@pytest.mark.parametrize("kind", [KeyKind.P256, KeyKind.ED25519])
+def test_signed_with_cose_key_file(run: Run, tmp_path: Path, kind: KeyKind) -> None:
+    """--key takes the COSE_Key that 'teep keys export-cose' writes: the
+    signer's verifies (exit 0), another key's exits 1 naming that key."""
+    key, other = PrivateKey.generate(kind), PrivateKey.generate(kind)
+    for name, private in (("signer", key), ("other", other)):
+        (tmp_path / f"{name}.pem").write_bytes(private.to_pem())
+        exported = run(
+            "keys", "export-cose", str(tmp_path / f"{name}.pem"), str(tmp_path / name)
+        )
+        assert exported.exit_code == 0, exported.stderr
+    assert isinstance(cbor.loads((tmp_path / "signer").read_bytes()), dict)
+    path = _signed(tmp_path, key, Update(token=TOKEN))
+    result = run("decode", "--key", str(tmp_path / "signer"), str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "verified with " + key.kid.hex() in result.stdout.splitlines()[0]
+    line = assert_one_line_error(
+        run("decode", "--key", str(tmp_path / "other"), str(path))
     )
     assert line == f"teep: error: signature does not verify with {other.kid.hex()}"
 
@@ -276,3 +300,39 @@ def test_truncated_vectors(name: str, data: st.DataObject) -> None:
     cut = data.draw(st.integers(1, len(raw) - 1))
     with pytest.raises(TeepError):
         inspect(raw[:cut])
+
+
+LEGACY_EXAMPLES = VECTORS.parent / "teep" / "legacy-examples"
+# What the one error line says for each verdict of verdicts.tsv.
+LEGACY_WORDS = {
+    "A": "the input is OTrP v1",
+    "C": "the input is TEEP over JSON",
+    "D": "the input is TEEP draft-ietf-teep-protocol-00/-01 CBOR",
+    "E": "the input is TEEP Protocol draft -02 to -04",
+    "unknown": "the input is not valid CBOR",
+}
+
+
+def _legacy_cases() -> list[Any]:
+    cases = []
+    for line in (LEGACY_EXAMPLES / "verdicts.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, verdict = line.split("\t")
+            cases.append(pytest.param(name, verdict, id=name))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "verdict"), _legacy_cases())
+def test_legacy_example_refused_by_name(run: Run, name: str, verdict: str) -> None:
+    """Every example of legacy/VERSIONS.md 4 exits 1 with one line naming its
+    dialect (the -04 annotated hex dumps are fed as plain hex on stdin)."""
+    path = LEGACY_EXAMPLES / name
+    if name.startswith("teep-cbor-draft04/"):
+        hex_text = re.sub(r"#[^\n]*", "", path.read_text())
+        result = run("decode", "--hex", "-", input=hex_text)
+    else:
+        result = run("decode", str(path))
+    line = assert_one_line_error(result)
+    assert LEGACY_WORDS[verdict] in line
+    if verdict == "unknown":
+        assert "OTrP" not in line and "draft" not in line

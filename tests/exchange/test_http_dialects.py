@@ -5,8 +5,11 @@ for a CBOR body of an older draft or of the other numbering."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from teep.protocol.messages import QueryResponse
@@ -77,3 +80,70 @@ def test_plain_garbage_has_empty_400(world: World) -> None:
     """A body that is no dialect at all still gets a bare 400."""
     status, text = post(world, b"\x01\x02", {"Content-Type": TEEP, "Accept": TEEP})
     assert status == 400 and text == ""
+
+
+LEGACY_EXAMPLES = VECTORS / "legacy-examples"
+# Words the refusal line carries for each verdict of verdicts.tsv.
+LEGACY_WORDS = {
+    "A": "OTrP v1",
+    "C": "TEEP over JSON",
+    "D": "draft-ietf-teep-protocol-00/-01",
+    "E": "draft -02 to -04",
+}
+JSON_MEDIA = {
+    "otrp-v1": "application/otrp+json",
+    "teep-json-2020": "application/teep+json",
+}
+
+
+def _legacy_cases() -> list[Any]:
+    cases = []
+    for line in (LEGACY_EXAMPLES / "verdicts.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, verdict = line.split("\t")
+            cases.append(pytest.param(name, verdict, id=name))
+    return cases
+
+
+def _example_body(name: str) -> bytes:
+    path = LEGACY_EXAMPLES / name
+    if not name.endswith(".hex.txt"):
+        return path.read_bytes()
+    text = re.sub(r"#[^\n]*", "", path.read_text())
+    return bytes.fromhex("".join(text.split()))
+
+
+@pytest.mark.parametrize(("name", "verdict"), _legacy_cases())
+def test_legacy_example_refused_over_http(
+    world: World, name: str, verdict: str
+) -> None:
+    """Every example of legacy/VERSIONS.md 4, POSTed with its own media type,
+    is refused with one line naming its dialect: 415 for the JSON dialects,
+    400 for CBOR sent as application/teep+cbor; a malformed one gets a bare
+    400."""
+    body = _example_body(name)
+    media = JSON_MEDIA.get(name.split("/")[0], TEEP)
+    status, text = post(world, body, {"Content-Type": media, "Accept": TEEP})
+    if verdict == "unknown":
+        assert (status, text) == (400, "")
+        return
+    assert status == (400 if media == TEEP else 415)
+    assert LEGACY_WORDS[verdict] in text and "\n" not in text.strip()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "otrp-v1/07-CreateSDRequest.json",
+        "teep-json-2020/ietf106-slide-forms.json",
+        "teep-json-2020/query-request.json",
+    ],
+)
+def test_json_sent_as_teep_cbor_named(world: World, name: str) -> None:
+    """A JSON body mislabelled application/teep+cbor still gets its dialect
+    named (400), not an empty refusal."""
+    status, text = post(
+        world, _example_body(name), {"Content-Type": TEEP, "Accept": TEEP}
+    )
+    verdict = "A" if name.startswith("otrp") else "C"
+    assert status == 400 and LEGACY_WORDS[verdict] in text

@@ -29,6 +29,7 @@ from teep.cli.keys import load_any
 from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import PublicKey
 from teep.protocol import codec, legacy
+from teep.protocol.errors import LegacyDialect
 from teep.protocol.messages import Message
 from teep.protocol.registry import DIALECTS, FINAL, Dialect
 from teep.suit.envelope import SuitEnvelope, verify_envelope
@@ -76,6 +77,7 @@ def inspect(
     dialect, note = _dialect(content, numbering) if kind is _TEEP else (FINAL, "")
     message = _strict(content, dialect) if kind is _TEEP else None
     if kind is diag.Kind.PLAIN:
+        _refuse_legacy(legacy.recognise(content))
         fail(f"not a TEEP message, SUIT envelope or EAT ({_describe(content)})")
     if kind is diag.Kind.SUIT_ENVELOPE and signed is None:
         SuitEnvelope.decode(data)  # strict: raises on a malformed envelope
@@ -101,13 +103,21 @@ _TEEP = diag.Kind.TEEP_MESSAGE
 
 
 def _load(data: bytes) -> Any:
+    # legacy/VERSIONS.md 2.2: a leading "{" is JSON even when it is not
+    # strictly valid JSON (nor, by chance, CBOR).
+    if legacy.looks_like_json(data):
+        _refuse_legacy(legacy.recognise_bytes(data))
     try:
         return cbor.loads(data)
     except cbor.CBORDecodeError as exc:
-        known = legacy.recognise_bytes(data)
-        if known is not None:
-            fail(f"the input is {known}, which teep does not decode")
+        _refuse_legacy(legacy.recognise_bytes(data))
         raise DecodeError(f"the input is not valid CBOR: {exc}") from None
+
+
+def _refuse_legacy(dialect: str | None) -> None:
+    """Stop with one line naming an older dialect, if there is one."""
+    if dialect is not None:
+        fail(f"the input is {dialect}, which teep does not decode")
 
 
 def _parse_cose(value: Any) -> cose.COSEMessage:
@@ -146,6 +156,10 @@ def _dialect(content: Any, numbering: str) -> tuple[Dialect, str]:
 def _strict(content: Any, dialect: Dialect) -> Message:
     try:
         return codec.decode_value(content, dialect)
+    except LegacyDialect as exc:
+        # Named without a type label: the type numbers of older drafts differ.
+        _refuse_legacy(legacy.recognise(content))
+        raise DecodeError(str(exc)) from None
     except TeepError as exc:
         raise type(exc)(f"{_type_label(content, dialect)}: {exc}") from None
 

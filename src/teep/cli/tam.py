@@ -191,7 +191,7 @@ async def _purge(service: TAMService) -> None:
 
 
 _EVENT_TEXT = {
-    "query-request": "QueryRequest sent (COSE_Sign: ESP256 + Ed25519 signatures)",
+    "query-request": "QueryRequest sent (COSE_Sign: one signature per suite offered)",
     "query-response": "QueryResponse received",
     "appraisal": "Evidence appraised",
     "update": "Update sent",

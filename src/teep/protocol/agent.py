@@ -62,7 +62,7 @@ from teep.attestation.encryption import (
 )
 from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import ALG_KINDS, COSEAlgorithm, PrivateKey, PublicKey
-from teep.protocol import codec
+from teep.protocol import codec, legacy
 from teep.protocol.errors import (
     AttestationRequired,
     MalformedMessage,
@@ -293,9 +293,12 @@ class Agent:
         try:
             peeked = peek(data)
         except DecodeError as exc:
-            # teep-protocol 8.3: unsigned garbage cannot be answered safely.
-            log.warning("dropped a message from %s: %s", tam_uri, exc)
-            return AgentResult(None, [Dropped(str(exc))])
+            # teep-protocol 8.3: unsigned garbage cannot be answered safely;
+            # an older dialect is named (legacy/VERSIONS.md 3.2).
+            known = legacy.recognise_bytes(data)
+            reason = str(exc) if known is None else legacy.refusal_text(known)
+            log.warning("dropped a message from %s: %s", tam_uri, reason)
+            return AgentResult(None, [Dropped(reason)])
         dialect = codec.classify(peeked.payload) or FINAL
         alg = self.config.key.kind.default_alg
         ctx = _Context(dialect, alg, _token_of(peeked), tam_uri)

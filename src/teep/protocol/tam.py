@@ -329,7 +329,10 @@ class TAM:
             numbering = codec.classify(peek(data).payload)
         except (DecodeError, ProtocolError):
             return _unsigned_legacy(data)
-        if numbering is None or numbering is self.config.dialect:
+        if numbering is None:
+            # A COSE-signed message of an older draft (legacy/VERSIONS.md 2.2).
+            return _unsigned_legacy(data)
+        if numbering is self.config.dialect:
             return None
         return (
             f"unsupported protocol version: the peer uses the {numbering.name}"
@@ -636,13 +639,11 @@ class TAM:
 
 
 def _unsigned_legacy(data: bytes) -> str | None:
-    """The refusal for a bare CBOR message of an older dialect, if it is one."""
-    from teep.protocol.legacy import recognise, refusal_text
+    """The refusal for a body of an older dialect (CBOR, COSE-wrapped or JSON
+    sent as teep+cbor), if it is one (legacy/VERSIONS.md 2.2-2.4)."""
+    from teep.protocol.legacy import recognise_bytes, refusal_text
 
-    try:
-        dialect = recognise(cbor.loads(data))
-    except DecodeError:
-        return None
+    dialect = recognise_bytes(data)
     return None if dialect is None else refusal_text(dialect)
 
 
