@@ -33,6 +33,7 @@ __all__ = [
     "CBORDecodeError",
     "CBORLimits",
     "CBORTag",
+    "check_types",
     "det_dumps",
     "dumps",
     "loads",
@@ -69,12 +70,19 @@ def loads(
     *,
     tags: Iterable[int] = DEFAULT_TAGS,
     limits: CBORLimits = DEFAULT_LIMITS,
+    item_types: bool = True,
 ) -> Any:
     """Decode one CBOR data item from untrusted bytes.
 
     :param data: the complete encoding; trailing bytes are an error.
     :param tags: the tag numbers that may appear; any other tag is refused.
     :param limits: depth, size and indefinite-length bounds.
+    :param item_types: check the type of every item, the tags and the
+        limits (see :func:`check_types`).  Only a caller that checks, item
+        by item, the type of everything it reads passes False (a schema
+        decoder); the encoding is still checked to be well formed,
+        preferred and free of duplicate keys, and nested no deeper than
+        cbor2's own bound.
     :raises CBORDecodeError: for anything malformed, oversized or disallowed.
     """
     if not isinstance(data, _BYTES_LIKE):
@@ -88,7 +96,8 @@ def loads(
     except Exception:  # cbor2 leaks several exception types
         value = _MISSING
     else:
-        _check_types(value, allowed, limits)
+        if item_types:
+            _check_types(value, allowed, limits)
         if _CODEC.reencodes_to(value, data):
             # Preferred, definite and free of duplicate keys: re-encoding
             # gives back the very same bytes, so the structural scan (the slow
@@ -270,6 +279,23 @@ class _Scanner:
             self.item(depth + 1)
             if major == 5:
                 self.item(depth + 1)
+
+
+def check_types(
+    value: Any,
+    *,
+    tags: Iterable[int] = DEFAULT_TAGS,
+    limits: CBORLimits = DEFAULT_LIMITS,
+) -> None:
+    """Check a decoded value as :func:`loads` does: only plain items (ints,
+    floats, strings, booleans, null, arrays, maps with plain keys), only the
+    ``tags`` given, within ``limits``' depth and item count.
+
+    :raises CBORDecodeError: naming the first item that fails.
+    """
+    _check_types(
+        value, tags if isinstance(tags, frozenset) else frozenset(tags), limits
+    )
 
 
 def _check_types(value: Any, tags: frozenset[int], limits: CBORLimits) -> None:

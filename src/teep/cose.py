@@ -95,7 +95,7 @@ class COSEDecodeError(DecodeError):
     """The bytes are not a well-formed COSE signed structure."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signature:
     """One signer's part of a COSE_Sign (or the single one of a COSE_Sign1)."""
 
@@ -109,7 +109,7 @@ class Signature:
     """The signature as received."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class COSEMessage:
     """A structurally checked COSE_Sign1 or COSE_Sign, not yet verified."""
 
@@ -123,7 +123,7 @@ class COSEMessage:
     """The signers, one for COSE_Sign1."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verified:
     """The result of a successful verification."""
 

@@ -139,3 +139,40 @@ def test_decoder_stopped_inside_a_map_key_leaves_nothing_behind() -> None:
         cbor.loads(bytes.fromhex("a18201"))  # {[1, <missing>]: ...}
     assert cbor.loads(bytes.fromhex("820102")) == [1, 2]
     assert type(cbor.loads(bytes.fromhex("81820102"))[0]) is list
+
+
+# A signed message's payload is decoded without the generic item walk; the
+# codec checks every item it reads or keeps.  Each payload below is signed
+# (so it reaches the codec) and must be refused as malformed, never decoded.
+_ODD_PAYLOADS = {
+    "tag in a typed option": [
+        1,
+        {2: cbor.CBORTag(0, "2026-01-01T00:00:00Z")},
+        [[[18, -9]]],
+        [[-16, -9]],
+        3,
+    ],
+    "tag in an unknown option": [4, {19: bytes(16), 99: cbor.CBORTag(1, 5)}],
+    "undefined in an unknown option": [4, {19: bytes(16), 99: cbor2.undefined}],
+    "simple value in an unknown option": [
+        4,
+        {19: bytes(16), 99: cbor2.CBORSimpleValue(99)},
+    ],
+    "array as a key in a tc-list entry": [
+        2,
+        {19: bytes(16), 13: [{0: [b"x"], (1, 2): 3}]},
+    ],
+    "set in an unknown option": [4, {19: bytes(16), 99: {1, 2}}],
+}
+
+
+@pytest.mark.parametrize("name", list(_ODD_PAYLOADS))
+def test_signed_payload_items_checked_by_the_codec(name: str) -> None:
+    from teep.protocol.errors import MalformedMessage
+    from teep.protocol.registry import FINAL
+    from teep.protocol.signing import open_signed, peek
+
+    key = PrivateKey.generate(KeyKind.P256)
+    signed = cose.sign1(cbor2.dumps(_ODD_PAYLOADS[name]), key)
+    with pytest.raises(MalformedMessage):
+        open_signed(peek(signed), [key.public], dialect=FINAL)

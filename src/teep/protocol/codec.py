@@ -60,6 +60,17 @@ def _fail(what: str) -> MalformedMessage:
     return MalformedMessage(what)
 
 
+def _plain(value: Any, where: str) -> Any:
+    """``value``, kept as decoded, once its items are known to be plain CBOR
+    (a signed message's payload comes without that check: the codec makes
+    it wherever it keeps a value it does not interpret)."""
+    try:
+        cbor.check_types(value, tags=_TAGS)
+    except cbor.CBORDecodeError as exc:
+        raise _fail(f"{where}: {exc}") from None
+    return value
+
+
 def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -226,6 +237,7 @@ def _claims_map() -> _Kind:
         if not isinstance(value, dict) or 0 not in value:
             raise _fail("a tc-list entry is a map with the component id at key 0")
         _COMPONENT_ID.decode(value[0], _d)
+        _plain(value, "tc-list entry")
         return value
 
     return _Kind("system-property-claims", dec, lambda v, _d: dict(v))
@@ -463,7 +475,7 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
                 raise _fail(
                     f"label {wire} ({misplaced.name}) is not allowed in {mtype.name}"
                 )
-            extensions[wire] = raw
+            extensions[wire] = _plain(raw, f"label {wire}")
             continue
         attr, label, kind = entry
         try:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attestation:
     """An attestation payload and its media type, as either peer sends it."""
 
@@ -45,7 +45,7 @@ class Attestation:
     """attestation-payload-format; None means the TEEP EAT profile."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestedTC:
     """An entry of requested-tc-list: a component the Agent wants."""
 
@@ -57,7 +57,7 @@ class RequestedTC:
     """True when the Agent already holds the binary and needs only a manifest."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueryRequest:
     """TAM -> Agent: what the TAM wants to know (teep-protocol 5.1)."""
 
@@ -86,7 +86,7 @@ class QueryRequest:
     """Options with labels the codec does not know (wire label -> value)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueryResponse:
     """Agent -> TAM: the answer to a QueryRequest (teep-protocol 5.2)."""
 
@@ -113,7 +113,7 @@ class QueryResponse:
     """Options with labels the codec does not know."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Update:
     """TAM -> Agent: install, update, delete (teep-protocol 5.3)."""
 
@@ -138,7 +138,7 @@ class Update:
     """Options with labels the codec does not know."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Success:
     """Agent -> TAM: the Update was applied (teep-protocol 5.4)."""
 
@@ -153,7 +153,7 @@ class Success:
     """Options with labels the codec does not know."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Error:
     """Agent -> TAM: the message could not be processed (teep-protocol 5.5)."""
 

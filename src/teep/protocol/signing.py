@@ -23,7 +23,7 @@ _COSE_TAGS = frozenset({18, 98})
 _NO_TAGS: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opened:
     """A verified, decoded TEEP message."""
 
@@ -37,14 +37,17 @@ class Opened:
     """The key that verified it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Peeked:
     """A signed message's structure and payload before verification."""
 
     cose: cose.COSEMessage
     """The parsed COSE structure."""
     payload: Any
-    """The decoded payload (the TEEP message's CBOR data model)."""
+    """The decoded payload (the TEEP message's CBOR data model): well formed
+    and in preferred serialization, but its items' types are checked only by
+    :func:`teep.protocol.codec.decode_value`; read it raw only with
+    ``isinstance`` checks."""
     kids: tuple[bytes, ...]
     """Key ids named by the signatures."""
 
@@ -80,7 +83,9 @@ def peek(data: bytes) -> Peeked:
     if parsed.payload is None:
         raise MalformedMessage("the TEEP message payload is detached")
     try:
-        payload = cbor.loads(parsed.payload, tags=_NO_TAGS)
+        # The codec checks the type of every item it reads (and those it
+        # keeps raw), so the generic walk over the items is left out here.
+        payload = cbor.loads(parsed.payload, tags=_NO_TAGS, item_types=False)
     except cbor.CBORDecodeError as exc:
         raise MalformedMessage(f"payload is not CBOR: {exc}") from None
     kids = tuple([s.kid for s in parsed.signatures if s.kid is not None])
