@@ -336,3 +336,26 @@ def test_legacy_example_refused_by_name(run: Run, name: str, verdict: str) -> No
     assert LEGACY_WORDS[verdict] in line
     if verdict == "unknown":
         assert "OTrP" not in line and "draft" not in line
+
+
+def test_commented_hex(run: Run, tmp_path: Path) -> None:
+    """Hex with ``#`` comments and line breaks, as people annotate vectors."""
+    digits = (VECTORS / "error.hex").read_text().strip()
+    path = tmp_path / "error.hex"
+    path.write_text(
+        "# an Error message\n"
+        f"{digits[:10]}  # the first bytes\n"
+        f"{digits[10:]}\n"
+        "# end\n"
+    )
+    result = run("decode", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "ERR_MANIFEST_PROCESSING_FAILED" in result.stdout
+
+
+def test_binary_with_a_hash_byte_is_not_hex(run: Run, tmp_path: Path) -> None:
+    """Raw CBOR holding a ``#`` byte is read as CBOR, not as commented hex."""
+    path = tmp_path / "text.cbor"
+    path.write_bytes(cbor.dumps("#0a"))
+    result = run("decode", str(path))
+    assert "hex" not in result.stdout + result.stderr

@@ -96,20 +96,35 @@ def read_input(path: str) -> bytes:
 
 
 _HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
+_TEXT = re.compile(rb"[\x20-\x7e\t\r\n]*")
+
+
+def _strip_comments(data: bytes) -> bytes:
+    """Drop ``#`` comments (to the end of the line) from text input.
+
+    Binary input is returned unchanged: only input that is entirely
+    printable ASCII text can be commented hex.
+    """
+    if b"#" not in data or not _TEXT.fullmatch(data):
+        return data
+    return re.sub(rb"#[^\n]*", b"", data)
 
 
 def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
     """Turn the input into CBOR bytes: hex text is detected or forced.
+
+    Hex text may span lines, start with ``0x`` and carry ``#`` comments.
 
     :raises CLIError: if the input is empty or ``force_hex`` is set and it
         is not hex.
     """
     if not data.strip():
         fail("the input is empty")
-    looks_hex = _HEX.fullmatch(data.strip()) is not None
+    text = _strip_comments(data)
+    looks_hex = bool(text.strip()) and _HEX.fullmatch(text.strip()) is not None
     if not (force_hex or looks_hex):
         return data
-    text = re.sub(rb"\s+", b"", data)
+    text = re.sub(rb"\s+", b"", text)
     text = text[2:] if text[:2].lower() == b"0x" else text
     try:
         return binascii.unhexlify(text)
