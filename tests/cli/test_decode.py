@@ -342,12 +342,8 @@ def test_commented_hex(run: Run, tmp_path: Path) -> None:
     """Hex with ``#`` comments and line breaks, as people annotate vectors."""
     digits = (VECTORS / "error.hex").read_text().strip()
     path = tmp_path / "error.hex"
-    path.write_text(
-        "# an Error message\n"
-        f"{digits[:10]}  # the first bytes\n"
-        f"{digits[10:]}\n"
-        "# end\n"
-    )
+    lines = ["# an Error message", f"{digits[:10]}  # the first bytes", digits[10:]]
+    path.write_text("\n".join([*lines, "# end", ""]))
     result = run("decode", str(path))
     assert result.exit_code == 0, result.stderr
     assert "ERR_MANIFEST_PROCESSING_FAILED" in result.stdout
