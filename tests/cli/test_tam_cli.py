@@ -12,7 +12,8 @@ from teep.device.components import demo_component_wasm
 from teep.keys import PrivateKey
 from teep.suit.builder import build_envelope
 from teep.tam.home import TAMHome
-from teep.tam.store import TAMStore
+from teep.tam.models import TA
+from teep.tam.store import Delivery, TAMStore
 
 from .conftest import Run, assert_one_line_error
 
@@ -209,3 +210,68 @@ def test_bad_threads_setting_is_one_line(run: Run, home: Path) -> None:
     settings.write_text(json.dumps(data))
     result = run("tam", "component", "list", "--dir", str(home))
     assert "threads must be true, false or null" in assert_one_line_error(result)
+
+
+def test_delivery_limit_setting(run: Run, home: Path) -> None:
+    """``tam policy delivery`` shows the limit (3 by default) and sets it in
+    the database; 0 means never hold back."""
+    shown = run("tam", "policy", "delivery", "--dir", str(home))
+    assert shown.exit_code == 0, shown.stderr
+    assert "after 3 failed deliveries" in shown.stdout
+    base = ("tam", "policy", "delivery", "--dir", str(home))
+    assert run(*base, "--max-failed-deliveries", "0").exit_code == 0
+    assert "never held back" in run(*base).stdout
+    assert run(*base, "--max-failed-deliveries", "5").exit_code == 0
+    with TAMStore.open(TAMHome.open(home).database_url) as store:
+        assert store.max_failed_deliveries() == 5
+    refused = run(*base, "--max-failed-deliveries", "-1")
+    assert refused.exit_code == 2 and "Traceback" not in refused.stderr
+    assert "--max-failed-deliveries" in run(*base, "--help").stdout
+
+
+def _held(home: Path, *names: str) -> None:
+    """A device that failed three times to install each of ``names``."""
+    with TAMStore.open(TAMHome.open(home).database_url) as store:
+        store.upsert_device(bytes.fromhex(KID), cose_key=b"\xa0", now=1.0)
+        versions = [Delivery(n, TA, n.encode().ljust(32, b"\0"), 1) for n in names]
+        for at in (1.0, 2.0, 3.0):
+            store.count_failed_deliveries(
+                bytes.fromhex(KID), versions, err_code=11, err_msg="no trust", now=at
+            )
+
+
+def test_device_show_lists_held_deliveries(run: Run, home: Path) -> None:
+    """``tam device show`` lists what is held back, with the last error."""
+    _held(home, "hello")
+    shown = run("tam", "device", "show", "--dir", str(home), KID[:16])
+    assert shown.exit_code == 0, shown.stderr
+    assert "held deliveries" in shown.stdout
+    (row,) = [line for line in shown.stdout.splitlines() if "no trust" in line]
+    assert row.split()[:4] == ["hello", "1", "3", "ERR_MANIFEST_PROCESSING_FAILED:"]
+
+
+def test_device_retry(run: Run, home: Path) -> None:
+    """``tam device retry`` releases one component's held versions or all of
+    them, in one line; an unknown device or component is a one-line error."""
+    run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
+    _held(home, "hello", "world")
+    base = ("tam", "device", "retry", "--dir", str(home))
+    one = run(*base, KID, "hello")
+    assert one.exit_code == 0, one.stderr
+    assert one.stdout.splitlines() == [
+        f"device {KID[:16]}: hello released (1 version(s)); sent again next session"
+    ]
+    with TAMStore.open(TAMHome.open(home).database_url) as store:
+        assert [f.name for f in store.failed_deliveries(bytes.fromhex(KID))] == [
+            "world"
+        ]
+        events = store.list_events(bytes.fromhex(KID))
+        assert [e.kind for e in events] == ["delivery-retry"]
+    again = run(*base, KID, "hello")
+    assert again.exit_code == 0 and "nothing failed or held back" in again.stdout
+    every = run(*base, KID[:16])
+    assert every.exit_code == 0 and "every component released" in every.stdout
+    unknown = run(*base, KID, "absent")
+    assert "no component named 'absent'" in assert_one_line_error(unknown)
+    nobody = run(*base, "cd" * 32)
+    assert "no device matches" in assert_one_line_error(nobody)

@@ -28,7 +28,7 @@ from teep.tam.http import (
     stop_on_signals,
 )
 from teep.tam.models import EVERY_DEVICE, TA, ComponentRecord
-from teep.tam.service import TAMService, add_component
+from teep.tam.service import TAMService, add_component, error_name
 from teep.tam.store import TAMStore
 
 DEFAULT_DIR = "teep-tam"
@@ -510,6 +510,39 @@ def policy_list(folder: Path) -> None:
     print_table(("component", "devices"), rows)
 
 
+@policy.command("delivery")
+@dir_option
+@click.option(
+    "--max-failed-deliveries",
+    "limit",
+    type=click.IntRange(0, 2**31 - 1),
+    default=None,
+    help="Failed deliveries in a row after which a version is held back "
+    "from a device; 0: never hold back (default 3).",
+)
+def policy_delivery(folder: Path, limit: int | None) -> None:
+    """Show or set when the TAM stops sending a version a device keeps failing.
+
+    A device that answers an Update with an Error gets the same envelopes
+    again at its next session.  Once one version has failed on a device
+    --max-failed-deliveries times in a row, the TAM holds it back from that
+    device (a 'delivery-held' event) until 'teep tam device retry' releases
+    it or a newer version is catalogued.  Kept in the database: every
+    worker applies a change at its next message, no restart needed.
+    """
+    with _Closing(_store(folder)) as store:
+        if limit is not None:
+            store.set_max_failed_deliveries(limit)
+        limit = store.max_failed_deliveries()
+    if limit == 0:
+        console.print("policy: versions a device fails to install are never held back")
+    else:
+        console.print(
+            f"policy: a version is held back from a device after {limit} "
+            "failed deliveries in a row"
+        )
+
+
 # -- devices --------------------------------------------------------------------------
 
 
@@ -557,6 +590,22 @@ def device_show(folder: Path, device_id: str) -> None:
                 for a in store.list_appraisals(record.kid, 10)
             ),
             title="appraisals",
+        )
+        limit = store.max_failed_deliveries()
+        holding = store.failed_deliveries(record.kid, at_least=limit) if limit else []
+        print_table(
+            ("component", "sequence", "failures", "last error", "last failed"),
+            (
+                (
+                    _label(f.name, f.kind),
+                    f.sequence_number,
+                    f.failures,
+                    f"{error_name(f.err_code)}: {f.err_msg}",
+                    _ago(f.last_at),
+                )
+                for f in holding
+            ),
+            title="held deliveries",
         )
         print_table(
             ("when", "event", "message"),
@@ -614,6 +663,50 @@ def device_release(folder: Path, device_id: str) -> None:
     console.print(
         f"device {record.kid.hex()[:16]} released; appraised again next session"
     )
+
+
+@device.command("retry")
+@dir_option
+@click.argument("device_id")
+@click.argument("name", required=False)
+def device_retry(folder: Path, device_id: str, name: str | None) -> None:
+    """Send what is held back from a device again at its next session: every
+    version, or component NAME's (and its Personalization Data's).
+
+    Their counts of failed deliveries start again from zero.
+    """
+    with _Closing(_store(folder)) as store:
+        record = store.find_device(device_id)
+        if record is None:
+            fail(_no_device(device_id))
+        if (
+            name is not None
+            and store.get_component(name) is None
+            and not any(f.name == name for f in store.failed_deliveries(record.kid))
+        ):
+            fail(f"no component named {name!r}")
+        cleared = store.clear_failed_deliveries(record.kid, name)
+        what = "every component" if name is None else name
+        if cleared:
+            store.record_event(
+                record.kid,
+                kind="delivery-retry",
+                message=f"{what}: released by an operator",
+                now=time.time(),
+            )
+    kid = record.kid.hex()[:16]
+    if cleared:
+        console.print(
+            f"device {kid}: {what} released ({cleared} version(s)); "
+            "sent again next session"
+        )
+    else:
+        console.print(f"device {kid}: nothing failed or held back for {what}")
+
+
+def _label(name: str, kind: str) -> str:
+    """How an entry is named in the device's tables."""
+    return name if kind == TA else f"{name}/{kind}"
 
 
 def _no_device(text: str) -> str:

@@ -51,6 +51,7 @@ Success / Error        otherwise                          recorded, session ends
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -209,7 +210,12 @@ class TAMHost(Protocol):
     def finished(
         self, agent_key: PublicKey, message: Success | Error, session: dict[str, Any]
     ) -> None:
-        """Record the outcome of an Update."""
+        """Record the outcome of an Update.
+
+        ``session`` is what the Update carried: ``install`` (the plan's
+        names), ``digests`` (the SHA-256 of each envelope, in the same
+        order) and ``unneeded`` (manifest ids).
+        """
 
     def agent_error(self, agent_key: PublicKey, error: Error) -> None:
         """Record an Error an enrolled Agent sent about a QueryRequest."""
@@ -512,6 +518,7 @@ class TAM:
         session = {
             "device": key.thumbprint,
             "install": [name for name, _ in plan.install],
+            "digests": [hashlib.sha256(env).digest() for _, env in plan.install],
             "unneeded": [list(m) for m in plan.unneeded],
         }
         self.host.issue(token, TOKEN, cbor.dumps(session), key.thumbprint)

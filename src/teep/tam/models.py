@@ -176,6 +176,26 @@ class SuitReport(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class DeliveryFailure(Base):
+    """A catalogue version a device keeps failing to install: consecutive
+    failed deliveries of one envelope to one device."""
+
+    __tablename__ = "delivery_failures"
+    __table_args__ = (UniqueConstraint("device_id", "name", "kind", "envelope_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    envelope_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sequence_number: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)
+    err_code: Mapped[int] = mapped_column(Integer)
+    err_msg: Mapped[str] = mapped_column(Text)
+    last_at: Mapped[float] = mapped_column(Float)
+    held_at: Mapped[float | None] = mapped_column(Float)
+
+
 class AttestationKey(Base):
     """A TEE attestation key the TAM accepts (an endorsement)."""
 
@@ -337,6 +357,30 @@ class SuitReportRecord:
     """Whether it reports success."""
     at: float
     """When it was recorded."""
+
+
+@dataclass(frozen=True)
+class DeliveryFailureRecord:
+    """Consecutive failed deliveries of one catalogue version to a device."""
+
+    name: str
+    """The component's name."""
+    kind: str
+    """:data:`TA` or :data:`CONFIG`."""
+    envelope_digest: bytes
+    """SHA-256 of the envelope sent."""
+    sequence_number: int
+    """The version's suit-manifest-sequence-number."""
+    failures: int
+    """How many deliveries in a row the device answered with an Error."""
+    err_code: int
+    """The err-code of the last Error."""
+    err_msg: str
+    """The err-msg of the last Error ("" if none)."""
+    last_at: float
+    """When the last Error came."""
+    held_at: float | None
+    """When the TAM started holding the version back (None: it does not)."""
 
 
 @dataclass(frozen=True)

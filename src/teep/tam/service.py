@@ -16,6 +16,14 @@ A required component's Personalization Data goes with it: the data
 catalogued for the device itself if there is any, else the data for every
 device, sent after the component's manifest whenever the device does not
 hold that exact version, and removed with the component.
+
+A device that answers an Update with an Error gets the same envelopes again
+at its next session, until a version has failed ``max_failed_deliveries``
+times in a row on that device (by the SUIT Reports in the Errors, or every
+version the Update carried when they do not say): that version is then held
+back from the device, with a "delivery-held" event, until an operator
+releases it (``teep tam device retry``) or a newer version is catalogued.
+A Success clears the count of what it installed.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from teep import cbor, components
+from teep import cbor, components, cose
 from teep.attestation.ar4si import TrustTier
 from teep.attestation.encryption import is_encrypted
 from teep.attestation.policy import QUARANTINED, AttestationPolicy
@@ -43,9 +51,11 @@ from teep.attestation.verifier import (
 from teep.errors import ConfigError, TeepError
 from teep.keys import PrivateKey, PublicKey
 from teep.protocol.messages import Error, QueryResponse, Success
+from teep.protocol.registry import ErrCode
 from teep.protocol.tam import Appraised, Plan, TAMHost
-from teep.suit.envelope import SuitEnvelope, open_envelope
+from teep.suit.envelope import SuitDigest, SuitEnvelope, open_envelope
 from teep.suit.errors import SuitError
+from teep.suit.report import decode_report
 from teep.suit.store import ComponentId
 from teep.tam.models import (
     CONFIG,
@@ -55,9 +65,9 @@ from teep.tam.models import (
     DeviceRecord,
     PolicyRecord,
 )
-from teep.tam.store import TAMStore, selectors_for
+from teep.tam.store import Delivery, TAMStore, selectors_for
 
-__all__ = ["TAMService", "add_component", "image_digest"]
+__all__ = ["TAMService", "add_component", "error_name", "image_digest"]
 
 log = logging.getLogger("teep.tam")
 
@@ -301,10 +311,53 @@ class TAMService(TAMHost):
         install = []
         for record in _with_personalization(required, data):
             if decision.install and not holds.has(record):
-                install.append((_label(record), record.envelope))
+                install.append(record)
+        if install:
+            install = self._not_held(device.kid, install)
         unneeded = _unneeded(self._catalogue(), required, held)
         self._note_manifests(device, holds)
-        return Plan(tuple(install), unneeded)
+        return Plan(tuple((_label(r), r.envelope) for r in install), unneeded)
+
+    def _not_held(
+        self, kid: bytes, install: list[ComponentRecord]
+    ) -> list[ComponentRecord]:
+        """The versions to send, less those the device failed to install
+        too many times in a row; a version held from now on is recorded."""
+        limit = self._cached("max-failed-deliveries", self.store.max_failed_deliveries)
+        if limit == 0:
+            return install
+        failed = {
+            (f.name, f.kind, f.envelope_digest): f
+            for f in self.store.failed_deliveries(kid, at_least=limit)
+        }
+        if not failed:
+            return install
+        sending = []
+        newly: list[Delivery] = []
+        for record in install:
+            delivery = self._delivery(record)
+            found = failed.get((record.name, record.kind, delivery.envelope_digest))
+            if found is None:
+                sending.append(record)
+            elif found.held_at is None:
+                newly.append(delivery)
+                self._event(
+                    kid,
+                    "delivery-held",
+                    f"{_label(record)} sequence {record.sequence_number} held back "
+                    f"after {found.failures} failed deliveries; last error "
+                    f"{error_name(found.err_code)}: {found.err_msg}",
+                )
+        self.store.hold_deliveries(kid, newly, now=self.clock())
+        return sending
+
+    def _delivery(self, record: ComponentRecord) -> Delivery:
+        return Delivery(
+            record.name,
+            record.kind,
+            self._facts(record).digest,
+            record.sequence_number,
+        )
 
     def _required(self, device: DeviceRecord) -> dict[str, ComponentRecord]:
         """The newest version of each Trusted Component a rule requires on
@@ -401,11 +454,13 @@ class TAMService(TAMHost):
         ok = isinstance(message, Success)
         now = self.clock()
         sealed = 0
+        reports = []
         for report in message.suit_reports or ():
             # Reports are kept in the clear; that they came encrypted is
             # recorded as an event (the engine opened them once already).
             sealed += is_encrypted(report)
             plain = self.relying_party().open_report(report)
+            reports.append(plain)
             self.store.record_suit_report(kid, report=plain, ok=ok, now=now)
         if sealed:
             self._event(kid, "suit-report-encrypted", f"{sealed} SUIT Report(s) opened")
@@ -416,6 +471,59 @@ class TAMService(TAMHost):
             self._event(
                 kid, "update-failed", f"{message.err_code}: {message.err_msg or ''}"
             )
+            self._count_failed(kid, message, session, reports)
+
+    def _count_failed(
+        self, kid: bytes, error: Error, session: dict[str, Any], reports: list[bytes]
+    ) -> None:
+        """Count a failed delivery against what failed in an Update: the
+        versions the Error's SUIT Reports say failed, or every version the
+        Update carried when none of them says."""
+        sent = self._carried(kid, session)
+        if not sent:
+            return
+        failed = _failed_manifests(reports)
+        named = [d for d, record in sent if _manifest_digest(record) in failed]
+        self.store.count_failed_deliveries(
+            kid,
+            named or [d for d, _ in sent],
+            err_code=int(error.err_code),
+            err_msg=error.err_msg or "",
+            now=self.clock(),
+        )
+
+    def _carried(
+        self, kid: bytes, session: dict[str, Any]
+    ) -> list[tuple[Delivery, ComponentRecord]]:
+        """The catalogue versions an Update carried, found by the digests
+        its session kept (an older session without them: by name, as
+        :meth:`plan` would choose now); a version no longer catalogued is
+        left out."""
+        labels = [n for n in session.get("install", []) if isinstance(n, str)]
+        digests = session.get("digests")
+        if not isinstance(digests, list) or len(digests) != len(labels):
+            digests = [None] * len(labels)
+        carried = []
+        for label, digest in zip(labels, digests, strict=True):
+            name, _, kind = label.partition("/")
+            kind = kind or TA
+            record: ComponentRecord | None = None
+            if isinstance(digest, bytes):
+                record = next(
+                    (
+                        c
+                        for c in self._catalogue(all_versions=True)
+                        if c.name == name
+                        and c.kind == kind
+                        and self._facts(c).digest == digest
+                    ),
+                    None,
+                )
+            else:
+                record = self._sent(kid, label)
+            if record is not None:
+                carried.append((self._delivery(record), record))
+        return carried
 
     def agent_error(self, agent_key: PublicKey, error: Error) -> None:
         """Record an Error the Agent sent in answer to a QueryRequest."""
@@ -430,6 +538,8 @@ class TAMService(TAMHost):
         }
         held = dict(self.store.device_manifests(kid))
         for name in installed:
+            component, _, kind = name.partition("/")
+            self.store.clear_failed_deliveries(kid, component, kind or TA)
             record = self._sent(kid, name)
             if record is not None:
                 held[record.manifest_component_id] = record.sequence_number
@@ -710,3 +820,38 @@ def _held_digests(response: QueryResponse) -> dict[ComponentId, bytes]:
 def payload_digest(payload: bytes) -> bytes:
     """SHA-256 of a payload, as SUIT image digests carry it."""
     return hashlib.sha256(payload).digest()
+
+
+def error_name(code: int) -> str:
+    """The name of a stored err-code (final numbering), known or not."""
+    try:
+        return ErrCode(code).name
+    except ValueError:
+        return f"unknown error {code}"
+
+
+def _failed_manifests(reports: Iterable[bytes]) -> set[SuitDigest]:
+    """The manifest digests of the SUIT Reports that report a failure (bare
+    or inside a COSE_Sign1); a report that does not decode says nothing."""
+    failed = set()
+    for report in reports:
+        data = report
+        try:
+            data = cose.parse(report).payload or b""
+        except TeepError:
+            pass
+        try:
+            decoded = decode_report(data)
+        except TeepError:
+            continue
+        if not decoded.succeeded:
+            failed.add(decoded.manifest_digest)
+    return failed
+
+
+def _manifest_digest(record: ComponentRecord) -> SuitDigest | None:
+    """The manifest digest a SUIT Report about this version names."""
+    try:
+        return SuitEnvelope.decode(record.envelope).digest
+    except TeepError:
+        return None

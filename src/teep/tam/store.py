@@ -22,7 +22,8 @@ database guarantees that exactly one caller sees the row change.
 
 Connections, transactions and units are in :mod:`teep.tam.database`; what
 the operator configures (catalogue, policy, trusted keys) in
-:mod:`teep.tam.config_store`; this module adds what sessions change:
+:mod:`teep.tam.config_store`; the deliveries devices keep refusing in
+:mod:`teep.tam.delivery_store`; this module adds what else sessions change:
 devices, one-time values and the records operators read.
 """
 
@@ -69,6 +70,11 @@ from teep.tam.database import (
     unhex,
     valid_sequence,
 )
+from teep.tam.delivery_store import (
+    Delivery,
+    DeliveryFailureRecord,
+    DeliveryStore,
+)
 from teep.tam.models import (
     Appraisal,
     AppraisalRecord,
@@ -95,6 +101,8 @@ __all__ = [
     "AttestationKeyRecord",
     "ComponentRecord",
     "DatabaseUnavailableError",
+    "Delivery",
+    "DeliveryFailureRecord",
     "DeviceRecord",
     "EventRecord",
     "NonceRecord",
@@ -244,8 +252,9 @@ def _next_prefix(prefix: bytes) -> bytes | None:
 # the store
 
 
-class TAMStore(ConfigurationStore):
-    """The TAM's devices, catalogue, policy, one-time values and records.
+class TAMStore(DeliveryStore, ConfigurationStore):
+    """The TAM's devices, catalogue, policy, one-time values, records and
+    failed deliveries.
 
     Create it with :meth:`open`.  Every method is one transaction (or part
     of the thread's open :meth:`unit`) and is safe to call from several
