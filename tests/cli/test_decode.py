@@ -355,3 +355,22 @@ def test_binary_with_a_hash_byte_is_not_hex(run: Run, tmp_path: Path) -> None:
     path.write_bytes(cbor.dumps("#0a"))
     result = run("decode", str(path))
     assert "hex" not in result.stdout + result.stderr
+
+
+def test_diagnostic_byte_string(run: Run, tmp_path: Path) -> None:
+    """``h'...'`` (as diagnostic notation writes bytes) is read as hex."""
+    digits = (VECTORS / "error.hex").read_text().strip()
+    path = tmp_path / "error.diag"
+    path.write_text(f"h'{digits}'\n")
+    result = run("decode", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "ERR_MANIFEST_PROCESSING_FAILED" in result.stdout
+
+
+def test_odd_length_hex_says_so(run: Run, tmp_path: Path) -> None:
+    """Hex with a digit missing is named as such, not as trailing CBOR."""
+    digits = (VECTORS / "error.hex").read_text().strip()
+    path = tmp_path / "error.hex"
+    path.write_text(digits[:-1])
+    line = assert_one_line_error(run("decode", str(path)))
+    assert "odd number of digits" in line

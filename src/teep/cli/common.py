@@ -97,41 +97,48 @@ def read_input(path: str) -> bytes:
 
 _HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
 _TEXT = re.compile(rb"[\x20-\x7e\t\r\n]*")
+_COMMENT = re.compile(rb"(?:^|(?<=\s))#[^\n]*", re.MULTILINE)
+_DIAG_BYTES = re.compile(rb"h'([0-9a-fA-F\s]*)'")
 
 
 def _strip_comments(data: bytes) -> bytes:
-    """Drop ``#`` comments (to the end of the line) from text input.
+    """Drop ``#`` comments (from a ``#`` that starts a line or follows
+    white space, to the end of the line) from text input.
 
     Binary input is returned unchanged: only input that is entirely
     printable ASCII text can be commented hex.
     """
     if b"#" not in data or not _TEXT.fullmatch(data):
         return data
-    return re.sub(rb"#[^\n]*", b"", data)
+    return _COMMENT.sub(b"", data)
 
 
 def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
     """Turn the input into CBOR bytes: hex text is detected or forced.
 
-    Hex text may span lines, start with ``0x`` and carry ``#`` comments.
+    Hex text may span lines, start with ``0x``, carry ``#`` comments or
+    be written as a diagnostic-notation byte string (``h'...'``).
 
-    :raises CLIError: if the input is empty or ``force_hex`` is set and it
-        is not hex.
+    :raises CLIError: if the input is empty, or is (or must be) hex and
+        does not decode as such.
     """
     if not data.strip():
         fail("the input is empty")
-    text = _strip_comments(data)
-    looks_hex = bool(text.strip()) and _HEX.fullmatch(text.strip()) is not None
+    text = _strip_comments(data).strip()
+    quoted = _DIAG_BYTES.fullmatch(text)
+    if quoted is not None:
+        text = quoted.group(1)
+    looks_hex = bool(text) and _HEX.fullmatch(text) is not None
     if not (force_hex or looks_hex):
         return data
     text = re.sub(rb"\s+", b"", text)
     text = text[2:] if text[:2].lower() == b"0x" else text
+    if not force_hex and len(text) % 2:
+        fail(f"the input looks like hex but has an odd number of digits ({len(text)})")
     try:
         return binascii.unhexlify(text)
     except (binascii.Error, ValueError):
-        if force_hex:
-            fail("the input is not valid hex (odd length or a non-hex character)")
-        return data
+        fail("the input is not valid hex (odd length or a non-hex character)")
 
 
 def write_output(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
