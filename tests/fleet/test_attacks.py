@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -318,6 +319,46 @@ def test_slow_body_times_out(fleet: Fleet) -> None:
         assert await closed(reader)
 
     run(fleet, scenario, read_timeout=0.5)
+
+
+MALFORMED = [
+    b"POST /tam HTTP/1.1\r\nHost: tam\r\nContent-Length: -5\r\n\r\n",
+    b"POST /tam HTTP/1.1\r\nHost: tam\r\nContent-Length: 99999999999999999999999"
+    b"\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    head(None, chunked=True) + b"zz\r\nhello\r\n",
+    head(4).replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    b"P\x1bOST /tam HTTP/1.1\r\nHost: tam\r\n\r\n",
+    b"POST /tam HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+]
+
+
+def test_malformed_requests_log_one_line_each(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests aiohttp cannot parse get 400 and one line each with the
+    peer's address (WARNING; DEBUG for a bad method on a connection's first
+    request), never an ERROR with a traceback."""
+
+    async def scenario(client: Client) -> None:
+        for request in MALFORMED:
+            reader = await client.raw(request)
+            assert await status_of(reader) == 400, request[:40]
+            assert await closed(reader)
+
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        run(fleet, scenario)
+    assert "Traceback" not in caplog.text
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == len(MALFORMED)
+    assert all(r.levelno <= logging.WARNING for r in records)
+    assert any(r.levelno == logging.WARNING for r in records)
+    assert all(r.exc_info is None for r in records)
+    lines = [r.getMessage() for r in records]
+    assert all("\n" not in line and "\x1b" not in line for line in lines)
+    assert all(line.startswith("bad HTTP request from 127.0.0.1: ") for line in lines)
 
 
 def test_flood_of_empty_posts_is_rate_limited(fleet: Fleet) -> None:

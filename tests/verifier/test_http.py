@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -90,7 +92,21 @@ def test_new_session_mints_nonce_of_requested_size(served: Served) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    [f"nonce={b64url(NONCE)}&nonceSize=8", "nonceSize=4", "nonce=AAAA", "nonce=%%%"],
+    [
+        f"nonce={b64url(NONCE)}&nonceSize=8",
+        "nonceSize=4",
+        "nonceSize=7",
+        "nonceSize=65",
+        "nonceSize=0",
+        "nonceSize=-1",
+        "nonceSize=99999999999999999999",
+        "nonceSize=" + "9" * 5000,
+        "nonceSize=x",
+        "nonce=AAAA",
+        "nonce=%%%",
+        "nonce=!!!",
+        "nonce=" + "A" * 10,
+    ],
 )
 def test_new_session_bad_parameters(served: Served, query: str) -> None:
     """Both nonce and nonceSize, or a nonce outside 8..64 bytes, is 400."""
@@ -99,6 +115,75 @@ def test_new_session_bad_parameters(served: Served, query: str) -> None:
     assert status == 400
     assert headers["Content-Type"].startswith("application/problem+json")
     assert json.loads(body)["status"] == 400
+
+
+@pytest.mark.parametrize("size", [8, 64])
+def test_new_session_nonce_size_bounds(served: Served, size: int) -> None:
+    """nonceSize 8 and 64, the ends of the range, are minted."""
+    session = new_session(served, f"nonceSize={size}")
+    status, _, body = http("GET", session, None, ACCEPT)
+    assert status == 200
+    assert len(unb64url(json.loads(body)["nonce"])) == size
+
+
+@pytest.mark.parametrize("nonce", ["!!!", "AAAA", "", b64url(bytes(65)), "AAAAA"])
+def test_direct_appraisal_bad_nonce(served: Served, world: World, nonce: str) -> None:
+    """A nonce that is not base64url or not 8..64 bytes is 400, no EAR."""
+    url = f"{served.url}/teep/v1/appraise?nonce={nonce}"
+    status, headers, body = http("POST", url, world.device.evidence(NONCE), EVIDENCE)
+    assert status == 400
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert "nonce" in json.loads(body)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [("", b""), ("AA", b"\0"), ("AA==", b"\0"), ("-_8", b"\xfb\xff")],
+)
+def test_unb64url_accepts(text: str, data: bytes) -> None:
+    """Unpadded and padded base64url decode."""
+    assert unb64url(text) == data
+
+
+@pytest.mark.parametrize("text", ["!!!", "A", "AA=A", "+/8", "AA===", "A A"])
+def test_unb64url_refuses(text: str) -> None:
+    """Characters outside the alphabet, or an impossible length, are refused."""
+    with pytest.raises(ValueError, match="not base64url"):
+        unb64url(text)
+
+
+def _raw_status(url: str, request: bytes) -> int:
+    """Send raw bytes on a fresh connection; the response's status code."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        line = conn.makefile("rb").readline()
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /teep/v1/appraise HTTP/1.1\r\nHost: v\r\nContent-Length: -5\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_request_is_one_log_line(
+    served: Served, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    """A request aiohttp cannot parse is 400 and one line (WARNING at most:
+    a bad method on a connection's first request is DEBUG), no traceback."""
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        assert _raw_status(served.url, request_bytes) == 400
+        time.sleep(0.1)  # the server logs from its own thread
+    assert "Traceback" not in caplog.text
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 1
+    assert records[0].levelno <= logging.WARNING
+    assert records[0].exc_info is None
+    assert records[0].getMessage().startswith("bad HTTP request from 127.0.0.1: ")
 
 
 def test_new_session_needs_session_media_type(served: Served) -> None:

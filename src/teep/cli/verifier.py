@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from teep.cli.common import console, fail
+from teep.cli.common import cannot_listen, console, fail
 from teep.keys import PublicKey
 from teep.verifier.home import VerifierHome
 from teep.verifier.http import API_PREFIX, APPRAISE_PATH, make_app
@@ -78,7 +78,7 @@ def serve(folder: Path, host: str | None, port: int | None) -> None:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        fail(f"cannot listen on {bind}:{number}: {exc.strerror or exc}")
+        fail(cannot_listen(bind, number, exc))
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:

@@ -34,8 +34,11 @@ class BrokerConfig:
 
     connect_timeout: float = 10.0
     """Seconds to wait for a connection."""
-    read_timeout: float = 3600.0
-    """Seconds to wait for a response (SUIT work can be slow on the TAM side too)."""
+    read_timeout: float = 60.0
+    """Seconds to wait for each read of the response: a TAM that sends
+    nothing for this long is given up on.  It bounds the silence between
+    bytes, not the whole exchange, so a large Update over a slow link still
+    arrives."""
     max_messages: int = 16
     """Most round trips in one session, a guard against a looping peer."""
     max_body: int = 64 * 1024 * 1024
@@ -119,15 +122,38 @@ class Broker:
                     raise TransportError(
                         f"TAM answered with media type {kind or 'none'}"
                     )
-                data = await resp.content.read(self.config.max_body + 1)
+                data = await self._body(resp)
+        except aiohttp.ConnectionTimeoutError:
+            raise TransportError(
+                f"cannot reach the TAM at {uri}: no connection within "
+                f"{_seconds(self.config.connect_timeout)} s"
+            ) from None
+        except TimeoutError:
+            # aiohttp's read timeout is a TimeoutError and a ClientError.
+            raise TransportError(
+                f"the TAM at {uri} did not answer within "
+                f"{_seconds(self.config.read_timeout)} s"
+            ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"cannot reach the TAM at {uri}: {exc}") from None
-        except TimeoutError:
-            raise TransportError(f"the TAM at {uri} did not answer in time") from None
-        if len(data) > self.config.max_body:
-            raise TransportError("the TAM's response is too large")
         return data
+
+    async def _body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole response body, however many reads it takes."""
+        limit = self.config.max_body
+        if resp.content_length is not None and resp.content_length > limit:
+            raise TransportError("the TAM's response is too large")
+        data = bytearray()
+        async for chunk in resp.content.iter_any():
+            data += chunk
+            if len(data) > limit:
+                raise TransportError("the TAM's response is too large")
+        return bytes(data)
 
     def _notify(self, direction: str, data: bytes) -> None:
         if self.on_message is not None:
             self.on_message(direction, data)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"

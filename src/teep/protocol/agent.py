@@ -97,6 +97,7 @@ from teep.protocol.registry import (
 )
 from teep.protocol.signing import Peeked, open_signed, peek, sign_message, suite_of
 from teep.suit.store import ComponentId
+from teep.text import escape_controls
 
 __all__ = [
     "Agent",
@@ -297,7 +298,9 @@ class Agent:
             # an older dialect is named (legacy/VERSIONS.md 3.2).
             known = legacy.recognise_bytes(data)
             reason = str(exc) if known is None else legacy.refusal_text(known)
-            log.warning("dropped a message from %s: %s", tam_uri, reason)
+            log.warning(
+                "dropped a message from %s: %s", tam_uri, escape_controls(reason)
+            )
             return AgentResult(None, [Dropped(reason)])
         dialect = codec.classify(peeked.payload) or FINAL
         alg = self.config.key.kind.default_alg
@@ -463,7 +466,8 @@ class Agent:
         ctx = replace(ctx, token=update.token)
         if update.err_code is not None:
             name = codec.error_code_name(update.err_code)
-            log.info("TAM at %s reports %s: %s", ctx.tam_uri, name, update.err_msg)
+            text = escape_controls(update.err_msg or "")
+            log.info("TAM at %s reports %s: %s", ctx.tam_uri, name, text)
             if not update.manifest_list and not update.unneeded_manifest_list:
                 # teep-protocol 5.3: an Update that only reports a problem
                 # needs no answer; a Success would be matched to nothing.

@@ -91,6 +91,7 @@ from teep.protocol.signing import Peeked, open_signed, peek, sign_message, suite
 from teep.suit.errors import SuitError
 from teep.suit.report import decode_report
 from teep.suit.store import ComponentId
+from teep.text import escape_controls
 
 __all__ = [
     "TAM",
@@ -262,9 +263,13 @@ class SessionEvent:
     """Short name: query-request, query-response, appraisal, update, success,
     error, dropped, compliant."""
     detail: str
-    """One line of detail."""
+    """One line of detail; control characters in it (from a peer's err-msg,
+    say) are escaped, so it cannot forge a log line or drive a terminal."""
     device: bytes | None = None
     """The device's kid, when known."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", escape_controls(self.detail))
 
 
 @dataclass
@@ -322,7 +327,7 @@ class TAM:
             except (DecodeError, VerifyError, ProtocolError) as exc:
                 # teep-protocol 8.3: a TAM drops what it cannot validate.  What
                 # the host recorded on the way (a refused report, say) stays.
-                log.info("dropped a message: %s", exc)
+                log.info("dropped a message: %s", escape_controls(str(exc)))
                 refusal = self._refusal(data, exc)
                 events = [SessionEvent("dropped", str(exc))]
                 return TAMResult(None, True, events, refusal)

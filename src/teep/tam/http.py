@@ -58,6 +58,7 @@ from aiohttp import web
 from teep.protocol import legacy
 from teep.protocol.registry import TEEP_MEDIA_TYPE
 from teep.protocol.tam import TAM, SessionEvent, TAMResult
+from teep.weblog import quiet_bad_requests
 
 __all__ = [
     "ClientLimiter",
@@ -203,6 +204,7 @@ def make_app(
         offload: run the engines in worker threads (for stores and
             Verifiers across the network) rather than in the event loop.
     """
+    quiet_bad_requests()
     app = web.Application(client_max_size=config.max_body, middlewares=[_bare_errors])
     gauge = None
     if outstanding is not None and config.max_outstanding_challenges > 0:

@@ -66,6 +66,7 @@ from teep.tam.models import (
     PolicyRecord,
 )
 from teep.tam.store import Delivery, TAMStore, selectors_for
+from teep.text import escape_controls
 
 __all__ = ["TAMService", "add_component", "error_name", "image_digest"]
 
@@ -554,7 +555,9 @@ class TAMService(TAMHost):
         self._event(kid, "update-applied", "; ".join(parts) or "nothing to change")
 
     def _event(self, kid: bytes | None, kind: str, message: str) -> None:
-        self.store.record_event(kid, kind=kind, message=message, now=self.clock())
+        # A message may quote a device's err-msg: stored escaped.
+        text = escape_controls(message)
+        self.store.record_event(kid, kind=kind, message=text, now=self.clock())
 
     def _sent(self, kid: bytes, label: str) -> ComponentRecord | None:
         """The catalogue entry an Update's install label names (see

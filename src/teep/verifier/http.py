@@ -30,6 +30,7 @@ import binascii
 import datetime
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ from teep.attestation.ear import EAR_MEDIA_TYPE
 from teep.keys import KeyKind, PublicKey
 from teep.verifier.errors import BadRequest, VerifierServiceError
 from teep.verifier.service import ChallengeSession, VerifierService
+from teep.weblog import quiet_bad_requests
 
 __all__ = [
     "API_PREFIX",
@@ -70,19 +72,27 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
 def unb64url(text: str) -> bytes:
     """Decode base64url with or without padding.
 
-    :raises ValueError: if it is not base64url.
+    :raises ValueError: if it is not base64url (a character outside the
+        alphabet, or a length no encoding has).
     """
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    bare = text.rstrip("=")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
 
 
 def make_app(service: VerifierService, *, clock: Clock = time.time) -> web.Application:
     """The aiohttp application serving ``service``."""
+    quiet_bad_requests()
     handlers = _Handlers(service, clock)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems(service)])
     app.router.add_post(f"{API_PREFIX}/newSession", handlers.new_session)

@@ -156,14 +156,16 @@ class VerifierService:
         """Open a session with the given nonce, or a fresh one.
 
         :raises BadRequest: both ``nonce`` and ``nonce_size`` given, or a
-            nonce outside 8..64 bytes.
+            nonce (or ``nonce_size``) outside 8..64 bytes; a ``nonce_size``
+            of 0 is refused too, not taken as the default.
         """
         if nonce is not None and nonce_size is not None:
             raise BadRequest("nonce and nonceSize are mutually exclusive")
         if nonce is None:
-            nonce = self.random(nonce_size or self.config.nonce_size)
-        if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
-            raise BadRequest(f"a nonce is {MIN_NONCE} to {MAX_NONCE} bytes")
+            size = self.config.nonce_size if nonce_size is None else nonce_size
+            _check_nonce_size(size)
+            nonce = self.random(size)
+        _check_nonce_size(len(nonce))
         self._purge(now)
         sid = str(uuid.UUID(bytes=self.random(16), version=4))
         session = ChallengeSession(sid, nonce, now + self.config.session_ttl)
@@ -234,8 +236,11 @@ class VerifierService:
         Party checks it.
 
         :raises UnsupportedMediaType: ``media_type`` is not accepted.
-        :raises BadRequest: the body is empty.
+        :raises BadRequest: the body is empty, or ``nonce`` is outside 8..64
+            bytes.
         """
+        if nonce is not None:
+            _check_nonce_size(len(nonce))
         check_media_type(media_type)
         if not evidence:
             raise BadRequest("the Evidence is empty")
@@ -257,6 +262,11 @@ class VerifierService:
             "appraised evidence %s: %s", _short(appraisal.nonce), appraisal.status.name
         )
         return appraisal, ear
+
+
+def _check_nonce_size(size: int) -> None:
+    if not MIN_NONCE <= size <= MAX_NONCE:
+        raise BadRequest(f"a nonce is {MIN_NONCE} to {MAX_NONCE} bytes")
 
 
 def check_media_type(media_type: str) -> None:

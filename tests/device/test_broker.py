@@ -1,0 +1,66 @@
+"""The Broker's read timeout bounds each silence, not the whole exchange."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from teep.device.broker import Broker, BrokerConfig, TransportError
+from teep.device.runtime import Device
+from teep.protocol.agent import Dropped
+
+TEEP = b"application/teep+cbor"
+
+
+async def _trickle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gap: float
+) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    body = bytes(range(8)) * 4
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + TEEP + b"\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    )
+    for start in range(0, len(body), 4):
+        writer.write(body[start : start + 4])
+        await writer.drain()
+        await asyncio.sleep(gap)
+    writer.close()
+
+
+async def _policy_check(
+    device: Device, gap: float, read_timeout: float
+) -> tuple[list[object], list[int]]:
+    """The Agent's events, and the size of each message the Broker received."""
+    sizes: list[int] = []
+    server = await asyncio.start_server(
+        lambda r, w: _trickle(r, w, gap), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    config = BrokerConfig(read_timeout=read_timeout)
+    try:
+        broker = Broker(device.agent, config, lambda _, data: sizes.append(len(data)))
+        outcome = await broker.policy_check(f"http://127.0.0.1:{port}/tam")
+    finally:
+        server.close()
+    return list(outcome.events), sizes
+
+
+def test_slow_response_within_each_read_timeout_arrives(tmp_path: Path) -> None:
+    """A response trickling in (1.6 s in all, 0.2 s between pieces) is read
+    whole with a 0.5 s read timeout: the limit is per read, and the Broker
+    reads until the body ends, not only what the first read returns."""
+    device = Device.init(tmp_path / "dev")
+    events, sizes = asyncio.run(_policy_check(device, gap=0.2, read_timeout=0.5))
+    assert sizes == [32]
+    # The bytes are no TEEP message: the Agent drops them.
+    assert len(events) == 1 and isinstance(events[0], Dropped)
+
+
+def test_silence_longer_than_the_read_timeout_fails(tmp_path: Path) -> None:
+    """A pause in the response longer than the read timeout ends the session."""
+    device = Device.init(tmp_path / "dev")
+    with pytest.raises(TransportError, match=r"did not answer within 0\.3 s"):
+        asyncio.run(_policy_check(device, gap=1.0, read_timeout=0.3))
