@@ -30,3 +30,15 @@ class ConfigError(TeepError):
 
 class StoreError(TeepError):
     """Persistent state could not be read or written."""
+
+
+def reason(exc: BaseException) -> str:
+    """Why ``exc`` happened, for a one-line message.
+
+    An :class:`OSError` gives its ``strerror`` ("No such file or directory"),
+    not its ``str()`` ("[Errno 2] No such file or directory: 'x'"), since the
+    message already names the file; any other exception gives its ``str()``.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

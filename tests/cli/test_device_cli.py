@@ -3,6 +3,10 @@ how a sent QueryResponse is described."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +105,58 @@ def test_sending_names_the_attestation_kind() -> None:
     assert "with an Attestation Result (EAR)," in device_cli._sending(result)
     assert "(EAR) (encrypted)," in device_cli._sending(encrypted)
     assert "with" not in device_cli._sending(QueryResponse())
+
+
+@pytest.fixture
+def silent_tam() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers; its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/tam"
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_run_gives_up_on_a_silent_tam(run: Run, folder: Path, silent_tam: str) -> None:
+    """A TAM that accepts the connection and says nothing is given up on
+    after --timeout seconds: one error line naming it, non-zero exit."""
+    started = time.monotonic()
+    result = run(
+        "device",
+        "run",
+        "--dir",
+        str(folder),
+        "--tam-uri",
+        silent_tam,
+        "--timeout",
+        "0.5",
+    )
+    assert time.monotonic() - started < 10
+    line = assert_one_line_error(result)
+    assert line == f"teep: error: the TAM at {silent_tam} did not answer within 0.5 s"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_run_refuses_a_bad_timeout(run: Run, folder: Path, value: str) -> None:
+    """--timeout must be a positive number of seconds."""
+    result = run("device", "run", "--dir", str(folder), "--timeout", value)
+    assert result.exit_code == 2
+    assert "--timeout" in result.stderr

@@ -47,6 +47,27 @@ def test_show_json(run: Run, tmp_path: Path) -> None:
     assert bytes.fromhex(info["cose_key_cbor"]) == cbor.det_dumps(key.public.cose_key())
 
 
+@pytest.mark.parametrize("with_d", [True, False])
+def test_show_cose_key_private_or_public(
+    run: Run, tmp_path: Path, with_d: bool
+) -> None:
+    """A COSE_Key file holding ``d`` is reported as a private key."""
+    key = PrivateKey.generate()
+    cose_key = key.public.cose_key()
+    if with_d:
+        number = key.key.private_numbers().private_value  # type: ignore[union-attr]
+        cose_key[-4] = number.to_bytes(32, "big")
+    path = tmp_path / "priv.cbor"
+    path.write_bytes(cbor.det_dumps(cose_key))
+    shown = run("keys", "show", str(path))
+    assert shown.exit_code == 0, shown.stderr
+    holds = "private key" if with_d else "public key"
+    assert f"holds:            {holds}" in shown.stdout
+    info = json.loads(run("keys", "show", "--json", str(path)).stdout)
+    assert info["private"] is with_d
+    assert info["thumbprint"] == key.kid.hex()
+
+
 def test_generate_refuses_to_overwrite(run: Run, tmp_path: Path) -> None:
     """An existing key file is not overwritten without --force."""
     out = tmp_path / "k.pem"

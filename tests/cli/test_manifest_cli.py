@@ -119,6 +119,32 @@ def test_sign_adds_a_signature(run: Run, folder: Path) -> None:
         )
 
 
+def test_sign_add_refuses_a_key_already_signing(run: Run, folder: Path) -> None:
+    """sign --add with a key that already signed is one line, nothing written."""
+    envelope = create(run, folder, "hello")
+    other = folder / "other.pem"
+    PrivateKey.generate().save(other)
+    two, three = folder / "two.suit", folder / "three.suit"
+    for key, source in ((other, two), (folder / "signer.pem", envelope)):
+        if key == other:
+            args = ["manifest", "sign", "--add", "--key", str(key), "-o", str(two)]
+            assert run(*args, str(envelope)).exit_code == 0
+        again = ["manifest", "sign", "--add", "--key", str(key), "-o", str(three)]
+        line = assert_one_line_error(run(*again, str(source)))
+        kid = PrivateKey.load(key).kid.hex()
+        assert f"the envelope is already signed by key id {kid}" in line
+        assert not three.exists()
+
+
+def test_create_missing_description_is_clean(run: Run, folder: Path) -> None:
+    """A missing description file is named with the plain reason, no errno."""
+    missing = folder / "nonexist.toml"
+    line = assert_one_line_error(
+        run("manifest", "create", str(missing), "-o", str(folder / "x.suit"))
+    )
+    assert line.endswith(f"cannot read {missing}: No such file or directory")
+
+
 def test_verify_wrong_key_fails(run: Run, folder: Path) -> None:
     """verify with another key exits 1 with one error line."""
     envelope = create(run, folder, "hello")

@@ -193,7 +193,53 @@ def test_device_named_by_prefix_becomes_its_kid(run: Run, home: Path) -> None:
             "tam", "component", "add", "--dir", str(home), "hello",
             config(home, sequence=2), "--device", short,
         )  # fmt: skip
-        assert "no device matches" in assert_one_line_error(refused)
+        assert "no device has kid prefix" in assert_one_line_error(refused)
+
+
+def test_unknown_device_needs_an_explicit_form(run: Run, home: Path) -> None:
+    """A value that matches no device is refused unless it is ``ueid:HEX`` or
+    a full kid; a mistyped 16-digit kid prefix is not taken for a ueid."""
+    with TAMStore.open(TAMHome.open(home).database_url) as store:
+        store.upsert_device(bytes.fromhex(KID), cose_key=b"\xa0", now=1.0)
+    run("tam", "component", "add", "--dir", str(home), "hello", ta(home))
+    typo = "ba0be99e763d4efc"
+    for command in (
+        ("component", "add", "--dir", str(home), "hello", config(home)),
+        ("policy", "add", "--dir", str(home), "hello"),
+    ):
+        line = assert_one_line_error(run("tam", *command, "--device", typo))
+        assert (
+            f"no device has kid prefix {typo}; to name a device not yet met use "
+            "ueid:HEX"
+        ) in line
+        named = assert_one_line_error(run("tam", *command, "--device", "lab"))
+        assert "no device has label or kid lab" in named
+    assert catalogue(run, home)[1:] == []
+    ueid = "01" + "77" * 32
+    added = run(
+        "tam", "component", "add", "--dir", str(home), "hello", config(home),
+        "--device", f"ueid:{ueid.upper()}",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert "has been met yet" in added.stdout
+    assert f"for {ueid} sequence 1 added" in added.stdout
+    kid = "ef" * 32
+    required = run("tam", "policy", "add", "--dir", str(home), "hello", "--device", kid)
+    assert required.exit_code == 0, required.stderr
+    assert f"required on {kid}" in required.stdout
+    short = run(
+        "tam", "policy", "add", "--dir", str(home), "hello", "--device", "ueid:0102"
+    )
+    assert "bad ueid '0102'" in assert_one_line_error(short)
+    known = run(
+        "tam", "policy", "add", "--dir", str(home), "hello", "--device", KID[:16]
+    )
+    assert f"required on {KID}" in known.stdout and "met yet" not in known.stdout
+    removed = run(
+        "tam", "component", "remove", "--dir", str(home), "hello",
+        "--device", f"ueid:{ueid}",
+    )  # fmt: skip
+    assert removed.exit_code == 0, removed.stderr
 
 
 def test_data_for_an_uncatalogued_component_refused(run: Run, home: Path) -> None:

@@ -66,7 +66,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 
 def test_demo_first_run_installs_and_invokes(demo: tuple[Path, str, str]) -> None:
     """The first demo run attests the device, installs the component and runs it."""
-    _, first, _ = demo
+    workdir, first, _ = demo
+    assert (workdir / ".demo-ready").is_file()
     for step in (
         "QueryRequest",
         "Evidence appraised",

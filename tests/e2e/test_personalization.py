@@ -21,6 +21,10 @@ EXAMPLES = ROOT / "docs" / "examples"
 SOURCE = ROOT / "src" / "teep" / "device" / "components" / "hello.wat"
 
 
+KINDS = ("p256", "ed25519")
+"""The TAM's TEEP signing keys, as ``teep tam init`` names them."""
+
+
 def environment() -> dict[str, str]:
     """The environment for child processes: unbuffered, wide output."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
@@ -52,7 +56,8 @@ def operator_setup(folder: Path) -> None:
     run(folder, "keys generate --type p256 signer.pem")
     run(folder, "tam init --dir tam")
     run(folder, "device init --dir dev")
-    tam_keys = sorted(str(p) for p in (folder / "tam" / "keys").glob("*.pub.pem"))
+    # The TAM's TEEP signing keys, not its attestation key.
+    tam_keys = [str(folder / "tam" / "keys" / f"tam-{k}.pub.pem") for k in KINDS]
     run(folder, "device trust-tam --dir dev", *tam_keys)
     run(folder, "device trust-signer --dir dev signer.pub.pem")
     run(folder, "tam attestation-key add --dir tam dev/attestation.pub.pem")

@@ -9,8 +9,11 @@ non-zero exit status.  Commands never print tracebacks themselves.
 from __future__ import annotations
 
 import binascii
+import os
 import re
+import socket
 import sys
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -18,15 +21,19 @@ from typing import NoReturn
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from teep.errors import TeepError
 
 __all__ = [
     "CLIError",
+    "cannot_listen",
+    "check_http_uri",
     "console",
     "echo",
     "err_console",
     "fail",
+    "http_uri_problem",
     "print_table",
     "read_input",
     "write_output",
@@ -57,7 +64,8 @@ def print_table(
     """Print rows as a table with a header.
 
     On a terminal it is a rich table; otherwise plain aligned columns that
-    are never folded, so a 64-digit kid survives a pipe or a file.
+    are never folded, so a 64-digit kid survives a pipe or a file.  Cells
+    are plain text: brackets in them (a device's err-msg) are not markup.
     """
     cells = [[str(cell) for cell in row] for row in rows]
     if not console.is_terminal:
@@ -67,7 +75,7 @@ def print_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
 
 
@@ -156,6 +164,54 @@ def write_output(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
         target.chmod(mode)
     except OSError as exc:
         fail(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def http_uri_problem(uri: str) -> str | None:
+    """What is wrong with ``uri`` as a TAM or Verifier address, or None.
+
+    It must be ``http://`` or ``https://`` with a host, and a port, if
+    given, in 1..65535; no spaces or control characters.
+    """
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return "is not a valid URI"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port (use 1 to 65535)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// URI"
+    if not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "has an invalid port (use 1 to 65535)"
+    return None
+
+
+def check_http_uri(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """A click callback: ``value`` unless :func:`http_uri_problem` finds
+    fault with it, which is then a usage error naming the parameter."""
+    problem = None if value is None else http_uri_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"{value!r} {problem}", ctx, param)
+    return value
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """The one-line reason a server cannot listen on ``host``:``port``."""
+    where = f"[{host}]" if ":" in host else host
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        # asyncio rewrites the message ("error while attempting to bind on
+        # address ..."); the errno says it plainly.
+        reason = os.strerror(exc.errno)
+    else:
+        reason = exc.strerror or str(exc)
+    return f"cannot listen on {where}:{port}: {reason}"
 
 
 def echo(text: str = "") -> None:

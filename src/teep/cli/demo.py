@@ -12,7 +12,8 @@ visible step at a time, with real processes talking TEEP over HTTP:
 5. the installed component runs inside the simulated TEE.
 
 Run again in the same folder, it skips the set-up and the device is found
-compliant.
+compliant.  Set-up ends by writing ``.demo-ready``; a folder without it was
+interrupted and is refused rather than reused.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from pathlib import Path
 import click
 
 from teep.cli.common import console, fail
+from teep.tam.home import TAMHome, TAMSettings
 
 __all__ = ["demo"]
 
 COMPONENT = "hello"
+#: Written as the very last set-up step: a folder without it was interrupted.
+READY = ".demo-ready"
 
 
 @click.command("demo")
@@ -47,12 +51,14 @@ def demo(workdir: Path) -> None:
     """Run a TAM and a device on loopback: attest, install, invoke."""
     workdir = workdir.resolve()
     tam_dir, dev_dir = workdir / "tam", workdir / "device"
-    if not (tam_dir / "tam.json").exists() or not (dev_dir / "tee").exists():
+    if not (workdir / READY).is_file():
         if workdir.exists() and any(workdir.iterdir()):
             fail(
-                f"{workdir} holds an incomplete demo; remove it or pick another --workdir"
+                f"{workdir} holds an incomplete demo; remove it or choose another "
+                "--workdir"
             )
         _setup(workdir, tam_dir, dev_dir)
+        _mark_ready(workdir)
     else:
         _step(f"reusing the TAM and device in {workdir}")
     port = _free_port()
@@ -89,7 +95,11 @@ def _setup(workdir: Path, tam_dir: Path, dev_dir: Path) -> None:
     _run(["device", "init", "--dir", str(dev_dir)], show=True)
 
     _step("enrollment: the device trusts the TAM's keys and the component signer")
-    tam_keys = sorted(str(p) for p in (tam_dir / "keys").glob("*.pub.pem"))
+    # The TAM's TEEP signing keys only: keys/tam-attestation.pem signs the
+    # TAM's own Evidence and is trusted, if at all, by trust-tam-attestation.
+    tam_keys = sorted(
+        str(p) for p in TAMHome(tam_dir, TAMSettings()).public_key_files()
+    )
     _run(["device", "trust-tam", "--dir", str(dev_dir), *tam_keys], show=True)
     _run(
         [
@@ -161,6 +171,13 @@ def _setup(workdir: Path, tam_dir: Path, dev_dir: Path) -> None:
         show=True,
     )
     _run(["tam", "policy", "add", "--dir", str(tam_dir), COMPONENT], show=True)
+
+
+def _mark_ready(workdir: Path) -> None:
+    """Record that set-up finished, atomically (written aside, then renamed)."""
+    partial = workdir / f"{READY}.partial"
+    partial.write_text("set-up complete\n")
+    os.replace(partial, workdir / READY)
 
 
 def _step(text: str) -> None:

@@ -11,9 +11,15 @@ import click
 from teep import components
 from teep.attestation.encryption import is_encrypted
 from teep.attestation.relying_party import is_result_format
-from teep.cli.common import console, fail, print_table
+from teep.cli.common import (
+    check_http_uri,
+    console,
+    fail,
+    http_uri_problem,
+    print_table,
+)
 from teep.device import tam_trust
-from teep.device.broker import Broker
+from teep.device.broker import Broker, BrokerConfig
 from teep.device.runtime import Device
 from teep.errors import TeepError
 from teep.keys import KeyKind, PublicKey
@@ -30,6 +36,7 @@ from teep.protocol.messages import (
 from teep.protocol.registry import FINAL
 from teep.protocol.signing import peek
 from teep.tam.attester import TAM_HWMODEL, TAM_OEMID
+from teep.text import escape_controls
 
 DEFAULT_DIR = "teep-device"
 
@@ -51,7 +58,13 @@ def device() -> None:
 
 @device.command("init")
 @dir_option
-@click.option("--tam-uri", default=None, help="The TAM this device contacts.")
+@click.option(
+    "--tam-uri",
+    default=None,
+    metavar="URI",
+    callback=check_http_uri,
+    help="The TAM this device contacts.",
+)
 @click.option("--hwmodel", default="teep-sim", show_default=True, help="Device class.")
 @click.option(
     "--key-type",
@@ -62,10 +75,6 @@ def device() -> None:
 )
 def init(folder: Path, tam_uri: str | None, hwmodel: str, key_type: str) -> None:
     """Create a device with a fresh simulated TEE and its keys."""
-    if tam_uri is not None and not tam_uri.startswith(("http://", "https://")):
-        raise click.BadParameter(
-            "must be an http:// or https:// URI", param_hint="--tam-uri"
-        )
     dev = Device.init(
         folder,
         tam_uri=tam_uri,
@@ -89,7 +98,13 @@ def init(folder: Path, tam_uri: str | None, hwmodel: str, key_type: str) -> None
 @device.command("trust-tam")
 @dir_option
 @click.argument("keyfiles", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--tam-uri", default=None, help="Trust the key only for this TAM URI.")
+@click.option(
+    "--tam-uri",
+    default=None,
+    metavar="URI",
+    callback=check_http_uri,
+    help="Trust the key only for this TAM URI.",
+)
 def trust_tam(folder: Path, keyfiles: tuple[Path, ...], tam_uri: str | None) -> None:
     """Trust TAM signing keys (the TAM's keys/*.pub.pem)."""
     dev = Device.open(folder)
@@ -116,6 +131,9 @@ def trust_signer(folder: Path, keyfile: Path) -> None:
 @click.option("--disable", is_flag=True, help="Turn the profile off again.")
 def pre_rfc(folder: Path, tam_uri: str, disable: bool) -> None:
     """Accept the pre-RFC numbering (drafts -05 to -25) from TAM_URI."""
+    problem = None if disable else http_uri_problem(tam_uri)
+    if problem is not None:
+        raise click.BadParameter(f"{tam_uri!r} {problem}", param_hint="TAM_URI")
     dev = Device.open(folder)
     allowed = set(dev.tee.get_setting("pre_rfc_tams", []))
     allowed.discard(tam_uri) if disable else allowed.add(tam_uri)
@@ -194,8 +212,9 @@ def verifier(folder: Path, url: str | None, mode: str) -> None:
     model); without URL, send Evidence again (background check)."""
     import dataclasses
 
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise click.BadParameter("must be an http:// or https:// URL", param_hint="URL")
+    problem = None if url is None else http_uri_problem(url)
+    if problem is not None:
+        raise click.BadParameter(f"{url!r} {problem}", param_hint="URL")
     dev = Device.open(folder)
     settings = dataclasses.replace(dev.settings, verifier_url=url, verifier_mode=mode)
     settings.save(folder)
@@ -209,7 +228,16 @@ def verifier(folder: Path, url: str | None, mode: str) -> None:
     default=None,
     help="TAM to contact this time (default: the one set at init).",
 )
-def run(folder: Path, tam_uri: str | None) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=BrokerConfig.read_timeout,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up when the TAM sends nothing for this long (a limit on each "
+    "wait, not on the whole session).",
+)
+def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
     """Run one session with the TAM (RequestPolicyCheck) and print each step."""
     dev = Device.open(folder)
     uri = tam_uri or dev.settings.tam_uri
@@ -217,7 +245,11 @@ def run(folder: Path, tam_uri: str | None) -> None:
         fail(f"the TAM URI must be an http:// or https:// URI, not {uri!r}")
     if not uri:
         fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
-    broker = Broker(dev.agent, on_message=_describe)
+    config = BrokerConfig(
+        connect_timeout=min(BrokerConfig.connect_timeout, timeout),
+        read_timeout=timeout,
+    )
+    broker = Broker(dev.agent, config, on_message=_describe)
     outcome = asyncio.run(broker.policy_check(uri))
     failed = any(
         isinstance(e, ErrorSent | Dropped | TAMReported) for e in outcome.events
@@ -287,7 +319,8 @@ def _attestation(message: QueryResponse) -> str:
 
 
 def _say(text: str) -> None:
-    console.print(text)
+    # The text may quote the TAM (an err-msg): no markup, controls escaped.
+    console.print(escape_controls(text), markup=False)
     sys.stdout.flush()
 
 

@@ -19,6 +19,9 @@ from teep.keys import KeyKind, PrivateKey, PublicKey
 
 __all__ = ["keys", "public_path"]
 
+COSE_KEY_D = -4
+"""The COSE_Key label of the private key (RFC 9053 ``d``, EC2 and OKP alike)."""
+
 
 @click.group()
 def keys() -> None:
@@ -71,7 +74,17 @@ def load_any(path: str) -> tuple[PublicKey, bool]:
     try:
         return PrivateKey.load(path).public, True
     except KeyLoadError:
-        return PublicKey.load(path), False
+        public = PublicKey.load(path)
+    return public, _cose_key_has_private_part(Path(path).read_bytes())
+
+
+def _cose_key_has_private_part(data: bytes) -> bool:
+    """Whether ``data`` is a COSE_Key map carrying ``d`` (the private key)."""
+    try:
+        value = cbor.loads(data)
+    except cbor.CBORDecodeError:
+        return False
+    return isinstance(value, dict) and COSE_KEY_D in value
 
 
 @keys.command()

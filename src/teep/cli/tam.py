@@ -13,7 +13,13 @@ import click
 from aiohttp import web
 
 from teep import cbor, components
-from teep.cli.common import console, fail, print_table
+from teep.cli.common import (
+    cannot_listen,
+    console,
+    fail,
+    http_uri_problem,
+    print_table,
+)
 from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
@@ -27,9 +33,10 @@ from teep.tam.http import (
     serve_socket,
     stop_on_signals,
 )
-from teep.tam.models import EVERY_DEVICE, TA, ComponentRecord
+from teep.tam.models import EVERY_DEVICE, TA, ComponentRecord, DeviceRecord
 from teep.tam.service import TAMService, add_component, error_name
 from teep.tam.store import TAMStore
+from teep.text import escape_controls
 
 DEFAULT_DIR = "teep-tam"
 
@@ -104,12 +111,16 @@ def serve(
     """Serve TEEP over HTTP until interrupted."""
     home = TAMHome.open(folder)
     url = database or home.database_url
-    # Migrations run here, once, before any worker exists; the settings are
-    # checked here too, so a mistake is one line, not a dying worker.
+    # Migrations run here, once, before any worker exists; the settings and
+    # key files are checked here too, so a mistake is one line, not a dying
+    # worker, and nothing claims to listen before they are known good.
     with _Closing(home.open_store(url)) as store:
-        home.service(store)
+        home.endpoints(home.service(store))
     config = _http_config(home, host, port)
-    sock = bind_socket(config)
+    try:
+        sock = bind_socket(config)
+    except OSError as exc:
+        fail(cannot_listen(config.host, config.port, exc))
     bound = sock.getsockname()[1]
     count = workers or home.settings.workers
     for path in home.settings.endpoints:
@@ -221,8 +232,19 @@ def _print_event(event: SessionEvent) -> None:
 @tam.command("verifier")
 @dir_option
 @click.argument("where", metavar="URL|builtin")
-@click.option("--key", "keys", multiple=True, help="A Verifier key to trust (file).")
-@click.option("--mode", type=click.Choice(["teep", "veraison"]), default="teep")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A Verifier key to trust (file).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["teep", "veraison"]),
+    default=None,
+    help="The remote Verifier's API (default teep); not with builtin.",
+)
 @click.option("--encrypt/--no-encrypt", default=None, help="Offer encryption.")
 @click.option(
     "--contraindicated", type=click.Choice(["remove", "quarantine"]), default=None
@@ -237,7 +259,7 @@ def verifier(
     folder: Path,
     where: str,
     keys: tuple[str, ...],
-    mode: str,
+    mode: str | None,
     encrypt: bool | None,
     contraindicated: str | None,
     model: str | None,
@@ -245,7 +267,14 @@ def verifier(
     """Choose the Verifier (builtin or a URL), trusted keys and policy."""
     from teep.verifier.tam_settings import update_tam_settings
 
-    changes: dict[str, object] = {"verifier": where, "verifier_mode": mode}
+    if where == "builtin":
+        if mode is not None:
+            raise click.UsageError("--mode is for a remote Verifier, not with builtin")
+    else:
+        problem = http_uri_problem(where)
+        if problem is not None:
+            raise click.BadParameter(f"{where!r} {problem}", param_hint="URL|builtin")
+    changes: dict[str, object] = {"verifier": where, "verifier_mode": mode or "teep"}
     if keys:
         changes["verifier_keys"] = [str(Path(k).resolve()) for k in keys]
     if encrypt is not None:
@@ -354,7 +383,8 @@ def component() -> None:
     default=EVERY_DEVICE,
     show_default=True,
     help="Personalization Data only: '*' for every device holding NAME, "
-    "or one device's kid / ueid (hex).",
+    "or one device the TAM has met (kid, kid prefix, ueid or label); "
+    "a device not met yet: ueid:HEX or its full kid.",
 )
 def component_add(folder: Path, name: str, envelope: Path, device: str) -> None:
     """Catalogue NAME, or its Personalization Data, from a signed SUIT
@@ -407,13 +437,16 @@ def component_list(folder: Path) -> None:
     "--device",
     default=None,
     help="Remove only the Personalization Data for this device's kid / ueid "
-    "(hex), or for every device ('*'); implies --config.",
+    "(hex, as 'component list' shows; ueid:HEX too), or for every device "
+    "('*'); implies --config.",
 )
 def component_remove(folder: Path, name: str, config: bool, device: str | None) -> None:
     """Remove NAME (every version), its Personalization Data and its policy
     entries; or, with --config or --device, only Personalization Data."""
     with _Closing(_store(folder)) as store:
         if config or device is not None:
+            if device is not None:
+                device = _removal_selector(device)
             if not store.remove_personalization(name, device):
                 where = "" if device is None else f" for {device}"
                 fail(f"no Personalization Data of {name!r}{where}")
@@ -434,7 +467,9 @@ selector_option = click.option(
     "selector",
     default="*",
     show_default=True,
-    help="'*' for every device, or a device kid / ueid (hex), or hwmodel:<hex>.",
+    help="'*' for every device, hwmodel:<hex>, or one device the TAM has met "
+    "(kid, kid prefix, ueid or label); a device not met yet: ueid:HEX or its "
+    "full kid. 'remove' takes the selector as 'policy list' shows it.",
 )
 
 
@@ -459,34 +494,69 @@ UEID_BYTES = range(7, 34)
 """The lengths a UEID may have (EAT: 7 to 33 bytes)."""
 
 
+UEID_FORM = "ueid:"
+"""How an operator names, by its ueid, a device the TAM has not met yet."""
+
+
 def _device_selector(store: TAMStore, text: str) -> str:
     """A one-device selector from what an operator typed.
 
     A device the TAM has met may be named as ``teep tam device`` commands
     accept (kid, ueid, label, or a kid prefix of 8 or more hex digits); the
     selector is then its full kid, or its ueid when that is what was typed.
-    A device not met yet must be named by its full kid or ueid.
+    A device not met yet must be named explicitly: ``ueid:HEX``, or its
+    full kid (64 hex digits).  Anything else that matches no device is
+    refused, so a mistyped kid prefix is not taken for a ueid.
     """
-    try:
-        record = store.find_device(text)
-    except AmbiguousMatchError as exc:
-        fail(str(exc))
+    typed = text.strip().lower()
+    if typed.startswith(UEID_FORM):
+        ueid = typed.removeprefix(UEID_FORM).strip()
+        raw = unhex(ueid)
+        if raw is None or len(raw) not in UEID_BYTES:
+            fail(
+                f"bad ueid {ueid!r}: give {2 * UEID_BYTES.start} to "
+                f"{2 * (UEID_BYTES.stop - 1)} hex digits after {UEID_FORM}"
+            )
+        if _known(store, ueid) is None:
+            _not_met("ueid")
+        return ueid
+    record = _known(store, typed)
     if record is not None:
-        typed = text.strip().lower()
         if record.ueid is not None and typed == record.ueid.hex():
             return typed
         return record.kid.hex()
-    raw = unhex(text.strip())
-    if raw is None or not (len(raw) == KID_BYTES or len(raw) in UEID_BYTES):
-        fail(
-            f"no device matches {text!r}: give a device's full kid "
-            f"({2 * KID_BYTES} hex digits) or ueid (14 to 66), or a kid prefix "
-            "of a device the TAM has met"
-        )
-    console.print(
-        "no device with this id has been met yet: it will apply when one does"
+    raw = unhex(typed)
+    if raw is not None and len(raw) == KID_BYTES:
+        _not_met("kid")
+        return typed
+    hexadecimal = bool(typed) and all(c in "0123456789abcdef" for c in typed)
+    what = "kid prefix" if hexadecimal else "label or kid"
+    fail(
+        f"no device has {what} {text.strip()}; to name a device not yet met use "
+        f"{UEID_FORM}HEX or its full kid ({2 * KID_BYTES} hex digits)"
     )
-    return text.strip().lower()
+
+
+def _known(store: TAMStore, text: str) -> DeviceRecord | None:
+    """The device ``text`` names, if the TAM has met it."""
+    try:
+        return store.find_device(text)
+    except AmbiguousMatchError as exc:
+        fail(str(exc))
+
+
+def _not_met(form: str) -> None:
+    console.print(
+        f"no device with this {form} has been met yet: it will apply when one does"
+    )
+
+
+def _removal_selector(text: str) -> str:
+    """A selector to remove, as stored: ``ueid:HEX`` is stored as the hex."""
+    typed = text.strip()
+    if typed.lower().startswith(UEID_FORM):
+        return typed[len(UEID_FORM) :].strip()
+    return typed
 
 
 @policy.command("remove")
@@ -495,6 +565,7 @@ def _device_selector(store: TAMStore, text: str) -> str:
 @selector_option
 def policy_remove(folder: Path, name: str, selector: str) -> None:
     """Stop requiring NAME; devices holding it remove it at their next session."""
+    selector = _removal_selector(selector)
     with _Closing(_store(folder)) as store:
         if not store.remove_policy(name, selector=selector):
             fail(f"no policy entry for {name!r} on {selector}")
@@ -586,7 +657,7 @@ def device_show(folder: Path, device_id: str) -> None:
         print_table(
             ("when", "status", "reason"),
             (
-                (_ago(a.at), a.status, a.reason)
+                (_ago(a.at), a.status, escape_controls(a.reason))
                 for a in store.list_appraisals(record.kid, 10)
             ),
             title="appraisals",
@@ -600,7 +671,7 @@ def device_show(folder: Path, device_id: str) -> None:
                     _label(f.name, f.kind),
                     f.sequence_number,
                     f.failures,
-                    f"{error_name(f.err_code)}: {f.err_msg}",
+                    f"{error_name(f.err_code)}: {escape_controls(f.err_msg)}",
                     _ago(f.last_at),
                 )
                 for f in holding
@@ -610,7 +681,7 @@ def device_show(folder: Path, device_id: str) -> None:
         print_table(
             ("when", "event", "message"),
             (
-                (_ago(e.at), e.kind, e.message)
+                (_ago(e.at), e.kind, escape_controls(e.message))
                 for e in store.list_events(record.kid, 20)
             ),
             title="events",

@@ -29,7 +29,7 @@ from teep.attestation.claims import (
 from teep.device import tam_trust
 from teep.device.tee import SimulatedTEE
 from teep.device.wasm import ComponentResult, run_component
-from teep.errors import ConfigError
+from teep.errors import ConfigError, reason
 from teep.keys import PublicKey
 from teep.protocol.agent import Agent, AgentConfig, Attestation
 from teep.protocol.errors import ManifestProcessingFailed
@@ -92,7 +92,7 @@ class DeviceSettings:
                 verifier_mode=data.get("verifier_mode", "teep"),
             )
         except (OSError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from None
+            raise ConfigError(f"cannot read {path}: {reason(exc)}") from None
 
 
 class Device:

@@ -34,7 +34,7 @@ from typing import Any
 
 from teep import cbor
 from teep.device.sealing import Sealer, atomic_write, fsync_dir
-from teep.errors import StoreError
+from teep.errors import StoreError, reason
 from teep.suit.store import ComponentId, InstalledManifest, StoreTransaction
 
 __all__ = ["SealedComponentStore", "SealedFile", "cid_of", "locked"]
@@ -513,7 +513,9 @@ class SealedComponentStore:
                     handle, label=label, stream_id=stream
                 )
             except OSError as exc:
-                raise StoreError(f"component file {name} unreadable: {exc}") from None
+                raise StoreError(
+                    f"component file {name} unreadable: {reason(exc)}"
+                ) from None
 
     def _installed(
         self, manifest_id: ComponentId, entry: _ManifestEntry

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from teep import cbor, cose
+from teep.errors import DecodeError
 from teep.keys import COSEAlgorithm, PrivateKey
 from teep.suit.encryption import EncryptionRecipient, encrypt_payload
 from teep.suit.envelope import SuitDigest, SuitEnvelope, _loads
-from teep.suit.errors import SuitDecodeError
+from teep.suit.errors import SuitDecodeError, SuitError
 from teep.suit.registry import (
     ENVELOPE_TAG,
     MANIFEST_TAG,
@@ -404,6 +405,8 @@ def sign_envelope(
     :param keep_existing: keep the envelope's current authentication blocks
         and add the new one after them.
     :raises SuitDecodeError: if ``data`` is neither.
+    :raises SuitError: if ``keep_existing`` is set and a kept block is
+        already signed by ``signer``'s key id.
     """
     value = _loads(
         data, "envelope or manifest", frozenset({ENVELOPE_TAG, MANIFEST_TAG})
@@ -441,8 +444,22 @@ def _resign(old: Any, manifest: bytes, signer: PrivateKey, keep: bool) -> bytes:
         # that sign this very manifest.
         if isinstance(previous, list) and previous and previous[0] == digest:
             blocks = [b for b in previous[1:] if isinstance(b, bytes)]
+        for block in blocks:
+            if signer.kid in _block_kids(block):
+                raise SuitError(
+                    f"the envelope is already signed by key id {signer.kid.hex()}"
+                )
     blocks.append(cose.sign1(digest, signer, detached=True))
     return cbor.dumps([digest, *blocks])
+
+
+def _block_kids(block: bytes) -> set[bytes]:
+    """The key ids an authentication block names (none if it is unreadable)."""
+    try:
+        message = cose.parse(block)
+    except (DecodeError, ValueError):
+        return set()
+    return {sig.kid for sig in message.signatures if sig.kid is not None}
 
 
 _SEVER_MIN = 32 + 4

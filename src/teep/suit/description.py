@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from teep import components as names
-from teep.errors import ConfigError, KeyLoadError, TeepError
+from teep.errors import ConfigError, KeyLoadError, TeepError, reason
 from teep.keys import COSEAlgorithm, PublicKey
 from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
 from teep.suit.encryption import (
@@ -162,7 +162,7 @@ def load_description(
     try:
         text = source.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DescriptionError(f"cannot read {source}: {exc}") from None
+        raise DescriptionError(f"cannot read {source}: {reason(exc)}") from None
     try:
         value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

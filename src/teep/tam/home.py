@@ -5,6 +5,7 @@ TAM_DIR/
   tam.json            settings: database URL, listen address, endpoints
   keys/tam-p256.pem   TEEP signing key, ESP256 suite
   keys/tam-ed25519.pem TEEP signing key, Ed25519 suite
+  keys/tam-attestation.pem  the TAM's own attestation key (its Evidence)
   tam.db              SQLite database (unless tam.json names another)
 ```
 Devices need the two public keys (``keys/*.pub.pem``) as trust anchors.
@@ -12,15 +13,17 @@ Devices need the two public keys (``keys/*.pub.pem``) as trust anchors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from teep.errors import ConfigError
+from teep.errors import ConfigError, reason
 from teep.keys import KeyKind, PrivateKey
 from teep.protocol.registry import FINAL, PRE_RFC, Dialect, FreshnessMechanism
 from teep.protocol.tam import TAM, Attester, TAMConfig, ordered_keys
 from teep.tam.attester import tam_attester
+from teep.tam.database import normalise_url
 from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
 from teep.verifier.tam_settings import TAMAttestationSettings
@@ -90,28 +93,47 @@ class TAMHome:
     def init(cls, path: str | Path, *, database: str = "", port: int = 8443) -> TAMHome:
         """Create the folder, keys and settings, and migrate the database.
 
+        The database is opened (and migrated) first, so a URL that names no
+        usable database fails before any key or ``tam.json`` is written.  On
+        any failure, what this call created is removed again; files that
+        were there before are left alone.
+
         :raises ConfigError: if the folder already holds a TAM.
         """
         folder = Path(path)
         if (folder / SETTINGS).exists():
             raise ConfigError(f"{folder} already holds a TAM")
-        (folder / "keys").mkdir(parents=True, exist_ok=True)
-        for kind, name in KEY_FILES.items():
-            key = PrivateKey.generate(kind)
-            key.save(folder / "keys" / name)
-            (folder / "keys" / name.replace(".pem", ".pub.pem")).write_bytes(
-                key.public.to_pem()
-            )
-        # The TAM's attestation key, apart from its TEEP keys (teep-protocol
-        # 5.1: the TAM's Evidence is not signed with a TEEP signing key).
-        attestation = PrivateKey.generate(KeyKind.P256)
-        attestation.save(folder / "keys" / ATTESTATION_KEY_FILE)
-        public = folder / "keys" / ATTESTATION_KEY_FILE.replace(".pem", ".pub.pem")
-        public.write_bytes(attestation.public.to_pem())
         settings = TAMSettings(database=database, port=port)
-        (folder / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
         home = cls(folder, settings)
-        home.open_store().close()
+        watched = [folder, folder / "keys", *_sqlite_files(home.database_url)]
+        existed = {p for p in watched if p.exists() or p.is_symlink()}
+        written: list[Path] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            home.open_store().close()
+            (folder / "keys").mkdir(exist_ok=True)
+            for kind, name in KEY_FILES.items():
+                key = PrivateKey.generate(kind)
+                pub = name.replace(".pem", ".pub.pem")
+                written += _new(folder / "keys" / name, folder / "keys" / pub)
+                key.save(folder / "keys" / name)
+                (folder / "keys" / pub).write_bytes(key.public.to_pem())
+            # The TAM's attestation key, apart from its TEEP keys (teep-protocol
+            # 5.1: the TAM's Evidence is not signed with a TEEP signing key).
+            attestation = PrivateKey.generate(KeyKind.P256)
+            public = ATTESTATION_KEY_FILE.replace(".pem", ".pub.pem")
+            written += _new(
+                folder / "keys" / ATTESTATION_KEY_FILE, folder / "keys" / public
+            )
+            attestation.save(folder / "keys" / ATTESTATION_KEY_FILE)
+            (folder / "keys" / public).write_bytes(attestation.public.to_pem())
+            written += _new(folder / SETTINGS)
+            (folder / SETTINGS).write_text(
+                json.dumps(asdict(settings), indent=2) + "\n"
+            )
+        except BaseException:
+            _undo(written, [p for p in watched if p not in existed])
+            raise
         return home
 
     @classmethod
@@ -128,7 +150,7 @@ class TAMHome:
             raw = json.loads(file.read_text())
             settings = TAMSettings(**raw)
         except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot read {file}: {exc}") from None
+            raise ConfigError(f"cannot read {file}: {reason(exc)}") from None
         return cls(folder, settings)
 
     @property
@@ -197,6 +219,37 @@ class TAMHome:
             )
             result[path] = TAM(config, service)
         return result
+
+
+def _sqlite_files(url: str) -> list[Path]:
+    """The files SQLite may create for ``url`` (none for other databases)."""
+    try:
+        parsed = normalise_url(url)
+    except ConfigError:
+        return []
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or name in (None, "", ":memory:"):
+        return []
+    base = Path(name)
+    return [base, *(Path(f"{base}{end}") for end in ("-wal", "-shm", "-journal"))]
+
+
+def _new(*paths: Path) -> list[Path]:
+    """Those of ``paths`` that do not exist yet (a failed init may remove them)."""
+    return [p for p in paths if not (p.exists() or p.is_symlink())]
+
+
+def _undo(files: list[Path], created: list[Path]) -> None:
+    """Remove a failed init's files, then what it created, deepest first.
+
+    A folder is removed only if it is empty by then.
+    """
+    for path in [*files, *reversed(created)]:
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _freshness(name: str) -> FreshnessMechanism:

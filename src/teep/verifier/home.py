@@ -54,7 +54,7 @@ from teep.attestation.verifier import (
     Verifier,
     VerifierConfig,
 )
-from teep.errors import ConfigError, TeepError
+from teep.errors import ConfigError, TeepError, reason
 from teep.keys import KeyKind, PrivateKey, PublicKey
 from teep.verifier.service import ServiceConfig, VerifierService
 
@@ -120,7 +120,7 @@ class VerifierHome:
         try:
             settings = tomllib.loads(file.read_text())
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {file}: {exc}") from None
+            raise ConfigError(f"cannot read {file}: {reason(exc)}") from None
         return cls(folder, settings)
 
     @property

@@ -25,7 +25,7 @@ from typing import Any
 
 from teep.attestation.encryption import encryption_offer
 from teep.attestation.policy import AttestationPolicy, ContraindicatedAction
-from teep.errors import ConfigError, TeepError
+from teep.errors import ConfigError, TeepError, reason
 from teep.keys import KeyKind, PrivateKey, PublicKey
 from teep.protocol.tam import AttestationModel
 from teep.tam.service import TAMService
@@ -163,7 +163,7 @@ def update_tam_settings(folder: Path, **changes: Any) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+        raise ConfigError(f"cannot read {path}: {reason(exc)}") from None
     merged = {**(data.get("attestation") or {}), **changes}
     settings = TAMAttestationSettings.load(folder, merged)
     settings.remote_verifier(settings.verifier_keys())
