@@ -374,3 +374,10 @@ def test_odd_length_hex_says_so(run: Run, tmp_path: Path) -> None:
     path.write_text(digits[:-1])
     line = assert_one_line_error(run("decode", str(path)))
     assert "odd number of digits" in line
+
+
+def test_only_comments(run: Run, tmp_path: Path) -> None:
+    """A hex file with nothing but comments says so."""
+    path = tmp_path / "empty.hex"
+    path.write_text("# nothing here yet\n")
+    assert "only comments" in assert_one_line_error(run("decode", str(path)))

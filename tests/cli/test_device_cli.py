@@ -154,9 +154,17 @@ def test_run_gives_up_on_a_silent_tam(run: Run, folder: Path, silent_tam: str) -
     assert line == f"teep: error: the TAM at {silent_tam} did not answer within 0.5 s"
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf"])
 def test_run_refuses_a_bad_timeout(run: Run, folder: Path, value: str) -> None:
     """--timeout must be a positive number of seconds."""
     result = run("device", "run", "--dir", str(folder), "--timeout", value)
     assert result.exit_code == 2
     assert "--timeout" in result.stderr
+
+
+def test_run_refuses_a_bad_tam_uri(run: Run, folder: Path) -> None:
+    """A --tam-uri given to run is checked as init checks it."""
+    line = assert_one_line_error(
+        run("device", "run", "--dir", str(folder), "--tam-uri", "http://")
+    )
+    assert "has no host" in line

@@ -227,6 +227,9 @@ def test_unknown_device_needs_an_explicit_form(run: Run, home: Path) -> None:
     required = run("tam", "policy", "add", "--dir", str(home), "hello", "--device", kid)
     assert required.exit_code == 0, required.stderr
     assert f"required on {kid}" in required.stdout
+    again = run("tam", "policy", "add", "--dir", str(home), "hello", "--device", kid)
+    assert "already has policy" in assert_one_line_error(again)
+    assert "met yet" not in again.stdout
     short = run(
         "tam", "policy", "add", "--dir", str(home), "hello", "--device", "ueid:0102"
     )

@@ -133,3 +133,14 @@ def test_verifier_options(run: Run, tmp_path: Path) -> None:
     assert done.exit_code == 0, done.stderr
     settings = json.loads((folder / "tam.json").read_text())["attestation"]
     assert settings["verifier"] == "builtin"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_database_refused(run: Run, tmp_path: Path, url: str) -> None:
+    """An in-memory database would lose every change: refused, nothing written."""
+    folder = tmp_path / "d1"
+    line = assert_one_line_error(
+        run("tam", "init", "--dir", str(folder), "--database", url)
+    )
+    assert "in-memory" in line
+    assert listing(folder) == {}

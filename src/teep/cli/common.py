@@ -133,6 +133,8 @@ def parse_input(data: bytes, *, force_hex: bool = False) -> bytes:
     if not data.strip():
         fail("the input is empty")
     text = _strip_comments(data).strip()
+    if not text:
+        fail("the input holds only comments")
     quoted = _DIAG_BYTES.fullmatch(text)
     if quoted is not None:
         text = quoted.group(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from pathlib import Path
 
@@ -239,12 +240,15 @@ def verifier(folder: Path, url: str | None, mode: str) -> None:
 )
 def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
     """Run one session with the TAM (RequestPolicyCheck) and print each step."""
+    if not math.isfinite(timeout):
+        raise click.BadParameter("not a finite number", param_hint="'--timeout'")
     dev = Device.open(folder)
     uri = tam_uri or dev.settings.tam_uri
-    if uri and not uri.startswith(("http://", "https://")):
-        fail(f"the TAM URI must be an http:// or https:// URI, not {uri!r}")
     if not uri:
         fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
+    problem = http_uri_problem(uri)
+    if problem is not None:
+        fail(f"the TAM URI {uri!r} {problem}")
     config = BrokerConfig(
         connect_timeout=min(BrokerConfig.connect_timeout, timeout),
         read_timeout=timeout,

@@ -390,11 +390,14 @@ def component_add(folder: Path, name: str, envelope: Path, device: str) -> None:
     """Catalogue NAME, or its Personalization Data, from a signed SUIT
     ENVELOPE (payload integrated); which one is read from its manifest id."""
     data = envelope.read_bytes()
+    note = None
     with _Closing(_store(folder)) as store:
         if device != EVERY_DEVICE and not device.lower().startswith("hwmodel:"):
-            device = _device_selector(store, device)
+            device, note = _device_selector(store, device)
         record = add_component(store, name, data, now=time.time(), device=device)
     console.print(f"{_entry(record)} sequence {record.sequence_number} added")
+    if note:
+        console.print(note)
 
 
 def _entry(record: ComponentRecord) -> str:
@@ -482,10 +485,13 @@ def policy_add(folder: Path, name: str, selector: str) -> None:
     with _Closing(_store(folder)) as store:
         if store.get_component(name) is None:
             fail(f"no component named {name!r} (add it with 'teep tam component add')")
+        note = None
         if selector != "*" and not selector.lower().startswith("hwmodel:"):
-            selector = _device_selector(store, selector)
+            selector, note = _device_selector(store, selector)
         store.add_policy(name, selector=selector)
     console.print(f"policy: {name} required on {selector}")
+    if note:
+        console.print(note)
 
 
 KID_BYTES = 32
@@ -498,8 +504,9 @@ UEID_FORM = "ueid:"
 """How an operator names, by its ueid, a device the TAM has not met yet."""
 
 
-def _device_selector(store: TAMStore, text: str) -> str:
-    """A one-device selector from what an operator typed.
+def _device_selector(store: TAMStore, text: str) -> tuple[str, str | None]:
+    """A one-device selector from what an operator typed, and a note to
+    print once the change is made when it names a device not met yet.
 
     A device the TAM has met may be named as ``teep tam device`` commands
     accept (kid, ueid, label, or a kid prefix of 8 or more hex digits); the
@@ -517,18 +524,15 @@ def _device_selector(store: TAMStore, text: str) -> str:
                 f"bad ueid {ueid!r}: give {2 * UEID_BYTES.start} to "
                 f"{2 * (UEID_BYTES.stop - 1)} hex digits after {UEID_FORM}"
             )
-        if _known(store, ueid) is None:
-            _not_met("ueid")
-        return ueid
+        return ueid, None if _known(store, ueid) else _not_met("ueid")
     record = _known(store, typed)
     if record is not None:
         if record.ueid is not None and typed == record.ueid.hex():
-            return typed
-        return record.kid.hex()
+            return typed, None
+        return record.kid.hex(), None
     raw = unhex(typed)
     if raw is not None and len(raw) == KID_BYTES:
-        _not_met("kid")
-        return typed
+        return typed, _not_met("kid")
     hexadecimal = bool(typed) and all(c in "0123456789abcdef" for c in typed)
     what = "kid prefix" if hexadecimal else "label or kid"
     fail(
@@ -545,10 +549,8 @@ def _known(store: TAMStore, text: str) -> DeviceRecord | None:
         fail(str(exc))
 
 
-def _not_met(form: str) -> None:
-    console.print(
-        f"no device with this {form} has been met yet: it will apply when one does"
-    )
+def _not_met(form: str) -> str:
+    return f"no device with this {form} has been met yet: it will apply when one does"
 
 
 def _removal_selector(text: str) -> str:

@@ -103,6 +103,7 @@ class TAMHome:
         folder = Path(path)
         if (folder / SETTINGS).exists():
             raise ConfigError(f"{folder} already holds a TAM")
+        _check_kept(database)
         settings = TAMSettings(database=database, port=port)
         home = cls(folder, settings)
         watched = [folder, folder / "keys", *_sqlite_files(home.database_url)]
@@ -198,6 +199,7 @@ class TAMHome:
 
     def open_store(self, url: str | None = None) -> TAMStore:
         """Open (and migrate) the database."""
+        _check_kept(url or self.database_url)
         return TAMStore.open(url or self.database_url)
 
     def endpoints(self, service: TAMService) -> dict[str, TAM]:
@@ -219,6 +221,27 @@ class TAMHome:
             )
             result[path] = TAM(config, service)
         return result
+
+
+def _check_kept(url: str) -> None:
+    """Refuse a database that would keep nothing: an in-memory SQLite
+    database lives and dies with one process, so what one command adds the
+    next would not see.
+
+    :raises ConfigError: if ``url`` names an in-memory database.
+    """
+    if not url or "://" not in url:
+        return
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (
+        None,
+        "",
+        ":memory:",
+    ):
+        raise ConfigError(
+            f"{url!r} is an in-memory database, which keeps nothing between "
+            "commands: give a file (sqlite:///PATH) or a PostgreSQL URL"
+        )
 
 
 def _sqlite_files(url: str) -> list[Path]:
