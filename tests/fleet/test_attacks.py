@@ -321,6 +321,31 @@ def test_slow_body_times_out(fleet: Fleet) -> None:
     run(fleet, scenario, read_timeout=0.5)
 
 
+def test_body_cut_short_is_one_log_line(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that declares 100 bytes, sends 2 and closes its connection
+    costs one INFO line naming it, never an ERROR with a traceback."""
+
+    async def scenario(client: Client) -> None:
+        reader, writer = await asyncio.open_connection(client.host, int(client.port))
+        writer.write(head(100) + b"\xd2\x84")
+        await writer.drain()
+        await asyncio.sleep(0.1)  # let the handler start reading the body
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.2)
+        assert reader.at_eof() or not await reader.read()
+
+    with caplog.at_level(logging.DEBUG):
+        run(fleet, scenario)
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(r.exc_info is None for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if r.name == "teep.tam.http"]
+    assert lines == ["client 127.0.0.1 closed the connection mid-request"]
+
+
 MALFORMED = [
     b"POST /tam HTTP/1.1\r\nHost: tam\r\nContent-Length: -5\r\n\r\n",
     b"POST /tam HTTP/1.1\r\nHost: tam\r\nContent-Length: 99999999999999999999999"

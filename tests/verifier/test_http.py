@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +17,14 @@ from exchange.conftest import World
 from teep.attestation.ar4si import TrustTier
 from teep.attestation.ear import EAR_MEDIA_TYPE, verify_ear
 from teep.attestation.errors import UnknownAttesterError
+from teep.attestation.verifier import ReferenceValues, Verifier
 from teep.keys import KeyKind, PrivateKey
 from teep.verifier.client import VerifierClient, VerifierMode
 from teep.verifier.errors import VerifierUnavailable
-from teep.verifier.http import SESSION_MEDIA_TYPE, b64url, unb64url
-from teep.verifier.service import EVIDENCE_MEDIA_TYPES
+from teep.verifier.http import SESSION_MEDIA_TYPE, b64url, make_app, unb64url
+from teep.verifier.service import EVIDENCE_MEDIA_TYPES, VerifierService
 
-from .conftest import VERIFIER_KEY, Served
+from .conftest import VERIFIER_KEY, Served, _Loopback, endorsement
 
 NONCE = bytes(range(32))
 ACCEPT = {"Accept": SESSION_MEDIA_TYPE}
@@ -106,10 +108,30 @@ def test_new_session_mints_nonce_of_requested_size(served: Served) -> None:
         "nonce=%%%",
         "nonce=!!!",
         "nonce=" + "A" * 10,
+        "nonceSize=%2032",
+        "nonceSize=32%20",
+        "nonceSize=32%0A",
+        "nonceSize=3_2",
+        "nonceSize=%2B32",
+        "nonceSize=032",
+        "nonceSize=0032",
+        "nonceSize=%EF%BC%93%EF%BC%92",  # fullwidth 32
+        "nonceSize=%D9%A3%D9%A2",  # Arabic-Indic 32
+        "nonceSize=",
+        "nonceSize",
+        "nonceSize=32.0",
+        "nonceSize=0x20",
+        "nonceSize=1000",
+        "nonceSize=32&nonceSize=-1",
+        "nonceSize=32&nonceSize=32",
+        f"nonce={b64url(NONCE)}&nonce=%%%",
+        f"nonce={b64url(NONCE)}&nonce={b64url(NONCE)}",
     ],
 )
 def test_new_session_bad_parameters(served: Served, query: str) -> None:
-    """Both nonce and nonceSize, or a nonce outside 8..64 bytes, is 400."""
+    """Both nonce and nonceSize, a nonce outside 8..64 bytes, a nonceSize
+    that is not plain ASCII decimal digits without a leading zero, or a
+    parameter given twice, is 400."""
     url = f"{served.url}/challenge-response/v1/newSession?{query}"
     status, headers, body = http("POST", url, b"", ACCEPT)
     assert status == 400
@@ -126,10 +148,21 @@ def test_new_session_nonce_size_bounds(served: Served, size: int) -> None:
     assert len(unb64url(json.loads(body)["nonce"])) == size
 
 
-@pytest.mark.parametrize("nonce", ["!!!", "AAAA", "", b64url(bytes(65)), "AAAAA"])
-def test_direct_appraisal_bad_nonce(served: Served, world: World, nonce: str) -> None:
-    """A nonce that is not base64url or not 8..64 bytes is 400, no EAR."""
-    url = f"{served.url}/teep/v1/appraise?nonce={nonce}"
+@pytest.mark.parametrize(
+    "query",
+    [
+        "nonce=!!!",
+        "nonce=AAAA",
+        "nonce=",
+        f"nonce={b64url(bytes(65))}",
+        "nonce=AAAAA",
+        f"nonce={b64url(NONCE)}&nonce=%%%",
+    ],
+)
+def test_direct_appraisal_bad_nonce(served: Served, world: World, query: str) -> None:
+    """A nonce that is not base64url, not 8..64 bytes or given twice is 400,
+    no EAR."""
+    url = f"{served.url}/teep/v1/appraise?{query}"
     status, headers, body = http("POST", url, world.device.evidence(NONCE), EVIDENCE)
     assert status == 400
     assert headers["Content-Type"].startswith("application/problem+json")
@@ -285,3 +318,103 @@ def test_client_unreachable_verifier() -> None:
     assert "unavailable" in appraisal.reason
     with pytest.raises(VerifierUnavailable):
         client.attestation_result(b"x", nonce=NONCE)
+
+
+# bodies cut short or stalled
+
+
+def _head(path: str, length: int) -> bytes:
+    """A request head for a POST of ``length`` bytes of Evidence."""
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: v",
+        f"Accept: {SESSION_MEDIA_TYPE}",
+        f"Content-Type: {EVIDENCE_MEDIA_TYPES[0]}",
+        f"Content-Length: {length}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _cut_short(url: str, path: str) -> None:
+    """Send a head declaring 100 bytes, then 2 bytes, then close."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(_head(path, 100) + b"\xd2\x84")
+        time.sleep(0.1)  # let the handler start reading the body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/teep/v1/appraise?nonce={b64url(NONCE)}",
+        "/challenge-response/v1/newSession?nonceSize=32",
+        "session",
+    ],
+)
+def test_body_cut_short_is_one_log_line(
+    served: Served, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A client that closes its connection mid-body costs one INFO line naming
+    it, never an ERROR with a traceback."""
+    if path == "session":
+        path = new_session(served).split("//")[1].split("/", 1)[1]
+        path = "/" + path
+    with caplog.at_level(logging.DEBUG):
+        _cut_short(served.url, path)
+        time.sleep(0.3)  # the server logs from its own thread
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(r.exc_info is None for r in caplog.records)
+    if "newSession" not in path:
+        lines = [
+            r.getMessage() for r in caplog.records if r.name == "teep.verifier.http"
+        ]
+        assert lines == ["client 127.0.0.1 closed the connection mid-request"]
+
+
+@pytest.fixture
+def impatient(world: World) -> Iterator[Served]:
+    """A Verifier that gives a request body half a second."""
+    service = VerifierService(
+        Verifier([endorsement(world.device)], [ReferenceValues()]), VERIFIER_KEY
+    )
+    loop = _Loopback(make_app(service, read_timeout=0.5))
+    url = loop.start()
+    try:
+        yield Served(url, service)
+    finally:
+        loop.stop()
+
+
+@pytest.mark.parametrize(
+    "path", [f"/teep/v1/appraise?nonce={b64url(NONCE)}", "session"]
+)
+def test_stalled_body_times_out(
+    impatient: Served, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A body that stops arriving gets a problem+json 408 after read_timeout,
+    marked Connection: close; one WARNING line, no traceback."""
+    if path == "session":
+        path = "/" + new_session(impatient).split("//")[1].split("/", 1)[1]
+    host, port = impatient.url.split("//")[1].split(":")
+    with caplog.at_level(logging.DEBUG):
+        started = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(_head(path, 100) + bytes(10))
+            stream = conn.makefile("rb")
+            status = int(stream.readline().split()[1])
+            elapsed = time.monotonic() - started
+            headers = {}
+            while line := stream.readline().strip():
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = stream.read(int(headers["content-length"]))
+        time.sleep(0.1)
+    assert status == 408
+    assert 0.4 < elapsed < 5.0
+    assert headers["connection"].lower() == "close"
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["status"] == 408
+    assert "Traceback" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert lines == ["request body from 127.0.0.1 not complete in time"]

@@ -82,7 +82,7 @@ def serve(folder: Path, host: str | None, port: int | None) -> None:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, lingering_time=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

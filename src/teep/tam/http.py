@@ -17,6 +17,7 @@ no acceptable Accept            406
 declared body over the limit    413, before any of the body is read
 body over the limit             413, as soon as the limit is crossed
 body not complete in time       408, connection closed
+connection lost mid-body        one log line (INFO), nothing sent
 body with another media type    415
 empty body, client over rate    429 + Retry-After
 empty body, too many open       503 + Retry-After
@@ -260,6 +261,10 @@ def _handler(
         except TimeoutError:
             log.warning("request body from %s not complete in time", request.remote)
             return _closing(web.Response(status=408))
+        except ConnectionError:
+            log.info("client %s closed the connection mid-request", request.remote)
+            # Nobody is left to read it; aiohttp discards it quietly.
+            return _closing(web.Response(status=400))
         if body and not _is_teep(request.headers.get("Content-Type", "")):
             content_type = request.headers.get("Content-Type", "")
             text = legacy.refusal_for_body(content_type, body)

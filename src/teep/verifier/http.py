@@ -18,13 +18,16 @@ POST /teep/v1/appraise?nonce=B64URL         200, the EAR itself
 
 The challenge-response calls want ``Accept:
 application/vnd.veraison.challenge-response-session+json`` (406 otherwise).
-Errors are ``application/problem+json`` (RFC 7807).  One deviation from
+Errors are ``application/problem+json`` (RFC 7807).  A request body not
+complete within ``read_timeout`` seconds is 408 and the connection closed; a
+client that closes its connection mid-body is one log line.  One deviation from
 Veraison: the session's ``result`` is the EAR as a CWT in unpadded base64url,
 not a JWT, because teep's EARs are CBOR.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime
@@ -63,6 +66,8 @@ SESSION_MEDIA_TYPE = "application/vnd.veraison.challenge-response-session+json"
 DISCOVERY_MEDIA_TYPE = "application/vnd.veraison.discovery+json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_BODY = 64 * 1024
+READ_TIMEOUT = 10.0
+"""Seconds a client has to send a whole request body, by default."""
 
 Clock = Callable[[], float]
 
@@ -90,10 +95,21 @@ def unb64url(text: str) -> bytes:
         raise ValueError("not base64url") from None
 
 
-def make_app(service: VerifierService, *, clock: Clock = time.time) -> web.Application:
-    """The aiohttp application serving ``service``."""
+def make_app(
+    service: VerifierService,
+    *,
+    clock: Clock = time.time,
+    read_timeout: float = READ_TIMEOUT,
+) -> web.Application:
+    """The aiohttp application serving ``service``.
+
+    Args:
+        service: the Verifier service.
+        clock: wall-clock seconds, for nonces' and sessions' expiry.
+        read_timeout: seconds a client has to send a whole request body.
+    """
     quiet_bad_requests()
-    handlers = _Handlers(service, clock)
+    handlers = _Handlers(service, clock, read_timeout)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems(service)])
     app.router.add_post(f"{API_PREFIX}/newSession", handlers.new_session)
     session_path = f"{API_PREFIX}/session/{{sid}}"
@@ -118,8 +134,48 @@ def _problems(service: VerifierService) -> Any:
             return _problem(exc.http_status, exc.title, str(exc), headers)
         except web.HTTPRequestEntityTooLarge:
             return _problem(413, "Payload Too Large", f"over {MAX_BODY} bytes")
+        except _BodyTimeout as exc:
+            log.warning("request body from %s not complete in time", request.remote)
+            detail = f"the request body was not complete within {exc.seconds:g} s"
+            return _closing(_problem(408, "Request Timeout", detail))
+        except _ClientGone:
+            log.info("client %s closed the connection mid-request", request.remote)
+            # Nobody is left to read it; aiohttp discards it quietly.
+            return _closing(web.Response(status=400))
 
     return middleware
+
+
+class _BodyTimeout(Exception):
+    """The request body was not complete in time."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class _ClientGone(Exception):
+    """The client closed its connection before its request body was complete."""
+
+
+async def _read_body(request: web.Request, timeout: float) -> bytes:
+    """The whole request body, within ``timeout`` seconds.
+
+    :raises _BodyTimeout: if it is not complete in time.
+    :raises _ClientGone: if the connection is lost first.
+    """
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise _BodyTimeout(timeout) from None
+    except ConnectionError:
+        raise _ClientGone from None
+
+
+def _closing(response: web.Response) -> web.Response:
+    # The rest of the body is not worth reading: drop the connection.
+    response.force_close()
+    return response
 
 
 def _problem(
@@ -135,9 +191,12 @@ def _problem(
 
 
 class _Handlers:
-    def __init__(self, service: VerifierService, clock: Clock) -> None:
+    def __init__(
+        self, service: VerifierService, clock: Clock, read_timeout: float
+    ) -> None:
         self.service = service
         self.clock = clock
+        self.read_timeout = read_timeout
 
     async def new_session(self, request: web.Request) -> web.Response:
         _want(request, SESSION_MEDIA_TYPE)
@@ -156,7 +215,7 @@ class _Handlers:
 
     async def submit(self, request: web.Request) -> web.Response:
         _want(request, SESSION_MEDIA_TYPE)
-        body = await request.read()
+        body = await _read_body(request, self.read_timeout)
         media_type = request.headers.get("Content-Type", "")
         session = self.service.submit(
             request.match_info["sid"], media_type, body, now=self.clock()
@@ -169,7 +228,7 @@ class _Handlers:
 
     async def appraise(self, request: web.Request) -> web.Response:
         nonce, _ = _nonce_params(request)
-        body = await request.read()
+        body = await _read_body(request, self.read_timeout)
         media_type = request.headers.get("Content-Type", "")
         _, ear = self.service.appraise(body, media_type, nonce=nonce, now=self.clock())
         return web.Response(
@@ -202,20 +261,37 @@ def _want(request: web.Request, media_type: str) -> None:
         raise web.HTTPNotAcceptable(text=f"this resource is {media_type}")
 
 
+_SIZE = re.compile(r"[1-9][0-9]{0,2}")
+"""A size in a query: ASCII decimal digits, no sign, no leading zero."""
+
+
 def _nonce_params(request: web.Request) -> tuple[bytes | None, int | None]:
-    query = request.rel_url.query
     nonce = size = None
-    if "nonce" in query:
+    text = _single(request, "nonce")
+    if text is not None:
         try:
-            nonce = unb64url(query["nonce"])
+            nonce = unb64url(text)
         except ValueError:
             raise BadRequest("nonce is not base64url") from None
-    if "nonceSize" in query:
-        try:
-            size = int(query["nonceSize"])
-        except ValueError:
-            raise BadRequest("nonceSize is not an integer") from None
+    text = _single(request, "nonceSize")
+    if text is not None:
+        # int() would also take signs, white space, underscores and
+        # non-ASCII digits.
+        if not _SIZE.fullmatch(text):
+            raise BadRequest("nonceSize is not a number of bytes in plain decimal")
+        size = int(text)
     return nonce, size
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    """The one value of query parameter ``name``, or None if it is absent.
+
+    :raises BadRequest: if it is given more than once.
+    """
+    values = request.rel_url.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given more than once")
+    return values[0] if values else None
 
 
 def _session_response(
