@@ -359,7 +359,9 @@ def test_body_cut_short_is_one_log_line(
     if path == "session":
         path = new_session(served).split("//")[1].split("/", 1)[1]
         path = "/" + path
-    with caplog.at_level(logging.DEBUG):
+    # The teep logger's own level may have been raised by an in-process
+    # CLI run earlier in the session: lower it too.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "teep"):
         _cut_short(served.url, path)
         time.sleep(0.3)  # the server logs from its own thread
     assert "Traceback" not in caplog.text
@@ -397,7 +399,9 @@ def test_stalled_body_times_out(
     if path == "session":
         path = "/" + new_session(impatient).split("//")[1].split("/", 1)[1]
     host, port = impatient.url.split("//")[1].split(":")
-    with caplog.at_level(logging.DEBUG):
+    # The teep logger's own level may have been raised by an in-process
+    # CLI run earlier in the session: lower it too.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "teep"):
         started = time.monotonic()
         with socket.create_connection((host, int(port)), timeout=10) as conn:
             conn.sendall(_head(path, 100) + bytes(10))
