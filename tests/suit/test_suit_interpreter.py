@@ -427,6 +427,23 @@ def test_set_component_index_out_of_range_aborts() -> None:
     assert error.reason is Reason.operation_failed
 
 
+def test_several_components_need_the_index_set_first() -> None:
+    """With more than one component no index is implied: a sequence that
+    does not start with set-component-index aborts and writes nothing."""
+    error, report, store = refused(seq(*write(b"x")), components=(A, B))
+    assert error.reason is Reason.operation_failed
+    assert report.result is not None
+    assert report.result.record.manifest_section == Key.install
+    assert "set-component-index" in str(error)
+    assert (store.read(A), store.read(B)) == (None, None)
+
+
+def test_one_component_implies_index_zero() -> None:
+    """With one component the index 0 is implied."""
+    _result, store = install(seq(*write(b"x")))
+    assert store.read(A) == b"x"
+
+
 # atomicity
 
 

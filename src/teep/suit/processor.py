@@ -443,6 +443,22 @@ class _Interpreter:
         self.section = section
         self.current = [0]
         self.soft_failure = False
+        first = sequence.commands[0] if sequence.commands else None
+        if (
+            len(self.ids) > 1
+            and first is not None
+            and first.label != SuitCommand.directive_set_component_index
+        ):
+            # With more than one component (dependencies included) the index
+            # is not implied: every sequence must set it first.
+            raise self._attach(
+                SuitAbortError(
+                    f"section {section} does not start with set-component-index "
+                    f"although the manifest has {len(self.ids)} components"
+                ),
+                first,
+                0,
+            )
         if not self.exec(sequence):
             failure = SuitConditionFailedError(
                 f"a condition failed in section {section}"
