@@ -139,7 +139,7 @@ def test_remove_data_only(run: Run, home: Path) -> None:
     run(*base, "add", "--dir", str(home), "hello", config(home))
     run(*base, "add", "--dir", str(home), "hello", config(home), "--device", KID)
     removed = run(*base, "remove", "--dir", str(home), "hello", "--device", KID)
-    assert "Personalization Data of hello removed" in removed.stdout
+    assert f"Personalization Data of hello for {KID} removed" in removed.stdout
     assert [row[2] for row in catalogue(run, home)] == ["*", "*"]
     missing = run(*base, "remove", "--dir", str(home), "hello", "--device", KID)
     assert "for " + KID in assert_one_line_error(missing)

@@ -93,6 +93,9 @@ def test_a_failing_version_is_sent_three_times_then_held(world: World) -> None:
     (message,) = held_events(world)
     assert f"{ROGUE} sequence 1 held back after 3 failed deliveries" in message
     assert "ERR_MANIFEST_PROCESSING_FAILED" in message
+    failed = world.store.list_events(kid(world), kinds=["update-failed"])
+    assert len(failed) == DEFAULT_MAX_FAILED_DELIVERIES
+    assert all(e.message.startswith("ERR_MANIFEST_PROCESSING_FAILED: ") for e in failed)
     record = failures(world)[ROGUE]
     assert record.held_at is not None and record.kind == TA
     assert record.err_code == ErrCode.ERR_MANIFEST_PROCESSING_FAILED

@@ -91,6 +91,9 @@ def test_policy_removed_component_uninstalled(world: World) -> None:
     assert update.unneeded_manifest_list == (components.manifest_id(NAME),)
     assert isinstance(from_agent(world, steps[1].agent.reply or b""), Success)
     assert installed(world) is None
+    kid = world.device.tee.agent_key.kid
+    (event,) = world.store.list_events(kid, 1, kinds=["update-applied"])
+    assert event.message == f"removed TEEP-Device/SecureFS/{NAME}/suit"
 
 
 def test_request_and_unrequest(world: World) -> None:

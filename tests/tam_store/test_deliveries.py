@@ -152,3 +152,16 @@ def test_migration_adds_and_drops_the_table(empty_url: str) -> None:
         enrolled(store, KID)
         fail(store, KID, V1)
         assert counts(store) == {V1: 1}
+
+
+def test_held_counts_cover_the_registry(store: TAMStore) -> None:
+    """One query gives, per device, how many versions reached the limit."""
+    enrolled(store, KID, OTHER)
+    for at in (1.0, 2.0, 3.0):
+        fail(store, KID, V1, WORLD, at=at)
+    fail(store, KID, DATA)
+    fail(store, OTHER, V2)
+    assert store.held_counts(at_least=3) == {KID: 2}
+    assert store.held_counts(at_least=1) == {KID: 3, OTHER: 1}
+    store.remove_device(KID)
+    assert store.held_counts(at_least=1) == {OTHER: 1}

@@ -61,6 +61,17 @@ def test_list_devices_in_insertion_order(store: TAMStore) -> None:
     assert [d.kid for d in store.list_devices()] == [OTHER, KID]
 
 
+def test_list_devices_by_status(store: TAMStore) -> None:
+    """``statuses`` keeps the devices whose status is one of them."""
+    _add(store, OTHER)
+    _add(store, KID)
+    store.set_device_status(KID, "contraindicated", "bad", now=2.0)
+    assert [d.kid for d in store.list_devices(statuses=["contraindicated"])] == [KID]
+    both = store.list_devices(statuses=["unknown", "contraindicated"])
+    assert [d.kid for d in both] == [OTHER, KID]
+    assert store.list_devices(statuses=["affirming"]) == []
+
+
 def test_find_device_by_kid_ueid_label_and_prefix(store: TAMStore) -> None:
     """find_device accepts a full kid, a ueid, a label or a kid prefix."""
     _add(store, ueid=UEID)

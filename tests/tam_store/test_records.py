@@ -40,6 +40,17 @@ def test_events(store: TAMStore) -> None:
     assert [e.message for e in store.list_events(limit=1)] == ["4"]
 
 
+def test_events_of_some_kinds(store: TAMStore) -> None:
+    """``kinds`` keeps the events of those kinds, newest first, within the
+    limit."""
+    for i, kind in enumerate(["a", "b", "a", "c", "a"]):
+        store.record_event(KID, kind=kind, message=str(i), now=i)
+    assert [e.message for e in store.list_events(kinds=["a"])] == ["4", "2", "0"]
+    assert [e.message for e in store.list_events(kinds=["b", "c"])] == ["3", "1"]
+    assert [e.message for e in store.list_events(KID, 1, kinds=["a"])] == ["4"]
+    assert store.list_events(kinds=[]) == []
+
+
 def test_suit_reports(store: TAMStore) -> None:
     """SUIT Reports are kept per device, as received."""
     store.record_suit_report(KID, report=b"r1", ok=True, now=1.0)

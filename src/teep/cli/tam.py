@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -16,6 +18,7 @@ from teep import cbor, components
 from teep.cli.common import (
     cannot_listen,
     console,
+    echo,
     fail,
     http_uri_problem,
     print_table,
@@ -33,7 +36,13 @@ from teep.tam.http import (
     serve_socket,
     stop_on_signals,
 )
-from teep.tam.models import EVERY_DEVICE, TA, ComponentRecord, DeviceRecord
+from teep.tam.models import (
+    EVERY_DEVICE,
+    TA,
+    ComponentRecord,
+    DeviceRecord,
+    EventRecord,
+)
 from teep.tam.service import TAMService, add_component, error_name
 from teep.tam.store import TAMStore
 from teep.text import escape_controls
@@ -439,20 +448,29 @@ def component_list(folder: Path) -> None:
 @click.option(
     "--device",
     default=None,
-    help="Remove only the Personalization Data for this device's kid / ueid "
-    "(hex, as 'component list' shows; ueid:HEX too), or for every device "
-    "('*'); implies --config.",
+    help="Remove only the Personalization Data for one device (as 'component "
+    "list' shows it, ueid:HEX, or a device the TAM has met named as 'add' "
+    "takes it: its data by kid and by ueid), or for every device ('*'); "
+    "implies --config.",
 )
 def component_remove(folder: Path, name: str, config: bool, device: str | None) -> None:
     """Remove NAME (every version), its Personalization Data and its policy
     entries; or, with --config or --device, only Personalization Data."""
     with _Closing(_store(folder)) as store:
-        if config or device is not None:
-            if device is not None:
-                device = _removal_selector(device)
-            if not store.remove_personalization(name, device):
-                where = "" if device is None else f" for {device}"
-                fail(f"no Personalization Data of {name!r}{where}")
+        if device is not None:
+            removed = _remove_for(
+                store, device, lambda d: store.remove_personalization(name, d)
+            )
+            if not removed:
+                where = _removal_selector(device)
+                fail(f"no Personalization Data of {name!r} for {where}")
+            for entry in removed:
+                where = "every device" if entry == EVERY_DEVICE else entry
+                console.print(f"Personalization Data of {name} for {where} removed")
+            return
+        if config:
+            if not store.remove_personalization(name):
+                fail(f"no Personalization Data of {name!r}")
             console.print(f"Personalization Data of {name} removed")
             return
         if not store.remove_component(name):
@@ -472,7 +490,9 @@ selector_option = click.option(
     show_default=True,
     help="'*' for every device, hwmodel:<hex>, or one device the TAM has met "
     "(kid, kid prefix, ueid or label); a device not met yet: ueid:HEX or its "
-    "full kid. 'remove' takes the selector as 'policy list' shows it.",
+    "full kid. 'remove' takes the same, or the selector as 'policy list' "
+    "shows it; naming a device the TAM has met removes its entries by kid "
+    "and by ueid.",
 )
 
 
@@ -561,17 +581,43 @@ def _removal_selector(text: str) -> str:
     return typed
 
 
+def _remove_for(store: TAMStore, text: str, remove: Callable[[str], bool]) -> list[str]:
+    """Remove the entries an operator's ``--device`` names; the selectors
+    removed (none: nothing matched).
+
+    ``*``, ``hwmodel:HEX`` and ``ueid:HEX`` name one entry as stored.  A
+    device the TAM has met may be named as when the entry was added (kid,
+    kid prefix, ueid or label): the entries held under its kid and under
+    its ueid both go.  Anything else is taken as the stored value.
+    """
+    typed = text.strip()
+    lowered = typed.lower()
+    if lowered == EVERY_DEVICE or lowered.startswith(("hwmodel:", UEID_FORM)):
+        selector = _removal_selector(typed)
+        return [selector] if remove(selector) else []
+    record = _known(store, typed)
+    if record is None:
+        return [typed] if remove(typed) else []
+    names = [record.kid.hex()]
+    if record.ueid is not None:
+        names.append(record.ueid.hex())
+    return [name for name in names if remove(name)]
+
+
 @policy.command("remove")
 @dir_option
 @click.argument("name")
 @selector_option
 def policy_remove(folder: Path, name: str, selector: str) -> None:
     """Stop requiring NAME; devices holding it remove it at their next session."""
-    selector = _removal_selector(selector)
     with _Closing(_store(folder)) as store:
-        if not store.remove_policy(name, selector=selector):
-            fail(f"no policy entry for {name!r} on {selector}")
-    console.print(f"policy: {name} no longer required on {selector}")
+        removed = _remove_for(
+            store, selector, lambda s: store.remove_policy(name, selector=s)
+        )
+    if not removed:
+        fail(f"no policy entry for {name!r} on {_removal_selector(selector)}")
+    for entry in removed:
+        console.print(f"policy: {name} no longer required on {entry}")
 
 
 @policy.command("list")
@@ -624,75 +670,245 @@ def device() -> None:
     """Devices the TAM has met."""
 
 
+_SORT_KEYS = {
+    "first-seen": lambda d: (d.first_seen, d.kid),
+    "last-seen": lambda d: (d.last_seen, d.kid),
+    "status": lambda d: (d.status, d.kid),
+    "kid": lambda d: (d.kid,),
+    "label": lambda d: (d.label is None, d.label or "", d.kid),
+}
+"""How ``device list --sort`` orders devices (oldest or smallest first)."""
+
+
 @device.command("list")
 @dir_option
-def device_list(folder: Path) -> None:
-    """List devices with their attestation status."""
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only devices with this attestation status (affirming, warning, "
+    "contraindicated, quarantined, released, unknown...); repeatable.",
+)
+@click.option(
+    "--held", is_flag=True, help="Only devices with deliveries held back from them."
+)
+@click.option(
+    "--sort",
+    "sort_by",
+    type=click.Choice(sorted(_SORT_KEYS)),
+    default="first-seen",
+    show_default=True,
+    help="Order (oldest or smallest first); last-seen puts the devices "
+    "silent longest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+def device_list(
+    folder: Path, statuses: tuple[str, ...], held: bool, sort_by: str, as_json: bool
+) -> None:
+    """List devices: attestation status, versions held back, last contact."""
+    wanted = sorted({s.strip().lower() for s in statuses}) if statuses else None
     with _Closing(_store(folder)) as store:
-        rows = [
-            (d.kid.hex()[:16], (d.ueid or b"").hex()[:16], d.status, _ago(d.last_seen))
-            for d in store.list_devices()
-        ]
-    print_table(("kid", "ueid", "status", "last seen"), rows)
+        devices = store.list_devices(statuses=wanted)
+        limit = store.max_failed_deliveries()
+        holding = store.held_counts(at_least=limit) if limit else {}
+    if held:
+        devices = [d for d in devices if d.kid in holding]
+    devices.sort(key=_SORT_KEYS[sort_by])
+    if as_json:
+        echo(
+            json.dumps(
+                [_device_json(d, held=holding.get(d.kid, 0)) for d in devices],
+                indent=2,
+            )
+        )
+        return
+    rows = [
+        (
+            d.kid.hex()[:16],
+            (d.ueid or b"").hex()[:16] or "-",
+            escape_controls(d.label) if d.label else "-",
+            d.status,
+            holding.get(d.kid, 0),
+            _ago(d.last_seen),
+        )
+        for d in devices
+    ]
+    print_table(("kid", "ueid", "label", "status", "held", "last seen"), rows)
+
+
+def _device_json(record: DeviceRecord, **extra: object) -> dict[str, object]:
+    """A device as ``--json`` prints it: byte strings in hex, times in
+    seconds since the epoch."""
+    return {
+        "kid": record.kid.hex(),
+        "ueid": None if record.ueid is None else record.ueid.hex(),
+        "hwmodel": None if record.hwmodel is None else record.hwmodel.hex(),
+        "label": record.label,
+        "numbering": record.numbering,
+        "status": record.status,
+        "status_reason": record.status_reason,
+        "status_at": record.status_at,
+        "first_seen": record.first_seen,
+        "last_seen": record.last_seen,
+        **extra,
+    }
 
 
 @device.command("show")
 @dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
 @click.argument("device_id")
-def device_show(folder: Path, device_id: str) -> None:
-    """Show a device: components, appraisals, events, SUIT reports."""
+def device_show(folder: Path, as_json: bool, device_id: str) -> None:
+    """Show a device: components, appraisals, held deliveries, events, SUIT
+    reports."""
     with _Closing(_store(folder)) as store:
-        record = store.find_device(device_id)
-        if record is None:
-            fail(_no_device(device_id))
-        console.print(f"device {record.kid.hex()}")
-        console.print(
-            f"  ueid {(record.ueid or b'').hex()}  status {record.status}: "
-            f"{record.status_reason}"
-        )
-        held = store.device_manifests(record.kid)
-        print_table(
-            ("manifest", "sequence"),
-            ((components.display(tuple(cbor.loads(m))), s) for m, s in held),
-            title="components",
-        )
-        print_table(
-            ("when", "status", "reason"),
-            (
-                (_ago(a.at), a.status, escape_controls(a.reason))
-                for a in store.list_appraisals(record.kid, 10)
-            ),
-            title="appraisals",
-        )
+        record = _find(store, device_id)
+        manifests = [
+            (components.display(tuple(cbor.loads(m))), s)
+            for m, s in store.device_manifests(record.kid)
+        ]
+        appraisals = store.list_appraisals(record.kid, 10)
         limit = store.max_failed_deliveries()
         holding = store.failed_deliveries(record.kid, at_least=limit) if limit else []
-        print_table(
-            ("component", "sequence", "failures", "last error", "last failed"),
-            (
-                (
-                    _label(f.name, f.kind),
-                    f.sequence_number,
-                    f.failures,
-                    f"{error_name(f.err_code)}: {escape_controls(f.err_msg)}",
-                    _ago(f.last_at),
-                )
-                for f in holding
-            ),
-            title="held deliveries",
-        )
-        print_table(
-            ("when", "event", "message"),
-            (
-                (_ago(e.at), e.kind, escape_controls(e.message))
-                for e in store.list_events(record.kid, 20)
-            ),
-            title="events",
-        )
+        events = store.list_events(record.kid, 20)
         reports = store.list_suit_reports(record.kid, 10)
-        console.print(
-            f"SUIT reports: {len(reports)} stored "
-            f"({sum(r.ok for r in reports)} successful)"
+    if as_json:
+        shown = _device_json(
+            record,
+            manifests=[{"manifest": m, "sequence": s} for m, s in manifests],
+            appraisals=[
+                {"at": a.at, "status": a.status, "reason": a.reason} for a in appraisals
+            ],
+            held_deliveries=[
+                {
+                    "component": f.name,
+                    "kind": f.kind,
+                    "sequence": f.sequence_number,
+                    "failures": f.failures,
+                    "err_code": f.err_code,
+                    "err_name": error_name(f.err_code),
+                    "err_msg": f.err_msg,
+                    "last_at": f.last_at,
+                    "held_at": f.held_at,
+                }
+                for f in holding
+            ],
+            events=[_event_json(e) for e in events],
+            suit_reports={
+                "stored": len(reports),
+                "successful": sum(r.ok for r in reports),
+            },
         )
+        echo(json.dumps(shown, indent=2))
+        return
+    console.print(f"device {record.kid.hex()}")
+    label = f"  label {escape_controls(record.label)}" if record.label else ""
+    console.print(
+        f"  ueid {(record.ueid or b'').hex() or '-'}{label}  "
+        f"last seen {_ago(record.last_seen)}"
+    )
+    console.print(f"  status {record.status}: {escape_controls(record.status_reason)}")
+    print_table(("manifest", "sequence"), manifests, title="components")
+    print_table(
+        ("when", "status", "reason"),
+        ((_ago(a.at), a.status, escape_controls(a.reason)) for a in appraisals),
+        title="appraisals",
+    )
+    print_table(
+        ("component", "sequence", "failures", "last error", "last failed"),
+        (
+            (
+                _label(f.name, f.kind),
+                f.sequence_number,
+                f.failures,
+                f"{error_name(f.err_code)}: {escape_controls(f.err_msg)}",
+                _ago(f.last_at),
+            )
+            for f in holding
+        ),
+        title="held deliveries",
+    )
+    print_table(
+        ("when", "event", "message"),
+        ((_ago(e.at), e.kind, escape_controls(e.message)) for e in events),
+        title="events",
+    )
+    console.print(
+        f"SUIT reports: {len(reports)} stored ({sum(r.ok for r in reports)} successful)"
+    )
+
+
+def _event_json(event: EventRecord) -> dict[str, object]:
+    return {
+        "at": event.at,
+        "device": None if event.device_kid is None else event.device_kid.hex(),
+        "kind": event.kind,
+        "message": event.message,
+    }
+
+
+def _find(store: TAMStore, device_id: str) -> DeviceRecord:
+    """The device an operator named, or a one-line failure."""
+    record = _known(store, device_id)
+    if record is None:
+        fail(_no_device(device_id))
+    return record
+
+
+@tam.command("events")
+@dir_option
+@click.option(
+    "--device",
+    "device_id",
+    default=None,
+    help="Only this device's events (kid, kid prefix, ueid or label).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help="Only events of this kind (delivery-held, update-failed, "
+    "update-applied, ...); repeatable.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="How many of the newest events to print.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+def events(
+    folder: Path,
+    device_id: str | None,
+    kinds: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Print the TAM's events, newest first, across the fleet or for one
+    device."""
+    with _Closing(_store(folder)) as store:
+        kid = None if device_id is None else _find(store, device_id).kid
+        found = store.list_events(
+            kid, limit, kinds=sorted({k.strip() for k in kinds}) if kinds else None
+        )
+    if as_json:
+        echo(json.dumps([_event_json(e) for e in found], indent=2))
+        return
+    print_table(
+        ("when", "device", "event", "message"),
+        (
+            (
+                _ago(e.at),
+                "-" if e.device_kid is None else e.device_kid.hex()[:16],
+                e.kind,
+                escape_controls(e.message),
+            )
+            for e in found
+        ),
+    )
 
 
 @device.command("reports")
@@ -704,9 +920,7 @@ def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
     from teep.cli.manifest import print_reports
 
     with _Closing(_store(folder)) as store:
-        record = store.find_device(device_id)
-        if record is None:
-            fail(_no_device(device_id))
+        record = _find(store, device_id)
         stored = store.list_suit_reports(record.kid, 50)
     print_reports([(r.at, r.ok, r.report) for r in stored], as_json)
 
@@ -719,9 +933,7 @@ def device_release(folder: Path, device_id: str) -> None:
     from teep.attestation.policy import QUARANTINED
 
     with _Closing(_store(folder)) as store:
-        record = store.find_device(device_id)
-        if record is None:
-            fail(_no_device(device_id))
+        record = _find(store, device_id)
         if record.status != QUARANTINED:
             fail(f"device {record.kid.hex()[:16]} is not quarantined ({record.status})")
         store.set_device_status(
@@ -738,6 +950,59 @@ def device_release(folder: Path, device_id: str) -> None:
     )
 
 
+@device.command("label")
+@dir_option
+@click.argument("device_id")
+@click.argument("label", required=False)
+def device_label(folder: Path, device_id: str, label: str | None) -> None:
+    """Name a device LABEL, which every command then accepts in place of
+    its kid; without LABEL, remove its name."""
+    if label is not None:
+        _check_label(label)
+    with _Closing(_store(folder)) as store:
+        record = _find(store, device_id)
+        store.set_device_label(record.kid, label)
+    kid = record.kid.hex()[:16]
+    if label is None:
+        console.print(f"device {kid}: label removed")
+    else:
+        console.print(f"device {kid} labelled {label}")
+
+
+def _check_label(label: str) -> None:
+    """Refuse a label that would read as something else where devices are
+    named: a kid or kid prefix, a ueid, a selector."""
+    text = label.strip()
+    if text != label or not text or not text.isprintable():
+        fail(f"bad label {escape_controls(label)!r}: give printable text")
+    if all(c in "0123456789abcdefABCDEF" for c in text):
+        fail(f"bad label {text!r}: a label of hex digits would read as a kid")
+    if text == EVERY_DEVICE or text.lower().startswith((UEID_FORM, "hwmodel:")):
+        fail(f"bad label {text!r}: it would read as a selector")
+
+
+@device.command("remove")
+@dir_option
+@click.argument("device_id")
+def device_remove(folder: Path, device_id: str) -> None:
+    """Forget a device: its record, what it holds, its failed deliveries.
+
+    Its events, appraisals and SUIT Reports stay; policy entries and
+    Personalization Data that name it stay too.  A device still enrolled
+    is met again at its next session.
+    """
+    with _Closing(_store(folder)) as store:
+        record = _find(store, device_id)
+        store.remove_device(record.kid)
+        store.record_event(
+            record.kid,
+            kind="device-removed",
+            message="removed by an operator",
+            now=time.time(),
+        )
+    console.print(f"device {record.kid.hex()[:16]} removed")
+
+
 @device.command("retry")
 @dir_option
 @click.argument("device_id")
@@ -749,9 +1014,7 @@ def device_retry(folder: Path, device_id: str, name: str | None) -> None:
     Their counts of failed deliveries start again from zero.
     """
     with _Closing(_store(folder)) as store:
-        record = store.find_device(device_id)
-        if record is None:
-            fail(_no_device(device_id))
+        record = _find(store, device_id)
         if (
             name is not None
             and store.get_component(name) is None

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
@@ -177,6 +177,22 @@ class DeliveryStore(Database):
         with self._tx("read failed deliveries", write=False) as session:
             rows = run_core(session, _FAILED, values)
             return [to_record(DeliveryFailureRecord, row) for row in rows]
+
+    def held_counts(self, *, at_least: int) -> dict[bytes, int]:
+        """For every device with versions that failed ``at_least`` times in
+        a row, how many such versions it has, by kid (one query for the
+        whole registry)."""
+        query = (
+            select(_DEVICES.c.kid, func.count())
+            .select_from(
+                _FAILURES.join(_DEVICES, _FAILURES.c.device_id == _DEVICES.c.id)
+            )
+            .where(_FAILURES.c.failures >= at_least)
+            .group_by(_DEVICES.c.kid)
+        )
+        with self._tx("count held deliveries", write=False) as session:
+            rows = session.execute(query).all()
+            return {bytes(kid): int(count) for kid, count in rows}
 
     def hold_deliveries(
         self, kid: bytes, versions: Sequence[Delivery], *, now: float

@@ -41,6 +41,7 @@ each worker runs its own event loop with :func:`serve_socket`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -56,6 +57,7 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
+from teep.errors import TeepError
 from teep.protocol import legacy
 from teep.protocol.registry import TEEP_MEDIA_TYPE
 from teep.protocol.tam import TAM, SessionEvent, TAMResult
@@ -65,6 +67,7 @@ __all__ = [
     "ClientLimiter",
     "HTTPConfig",
     "OutstandingGauge",
+    "WorkersFailing",
     "bind_socket",
     "bound_port",
     "make_app",
@@ -422,19 +425,27 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_reader(parent.sentinel, stop.set)
 
 
+class WorkersFailing(TeepError):
+    """Workers die faster than the supervisor may replace them."""
+
+
 def run_workers(
     count: int,
     worker: Callable[[], None],
     *,
     restart_limit: int = 10,
+    restart_window: float = 60.0,
     grace: float = 10.0,
 ) -> None:
     """Fork ``count`` processes running ``worker`` and supervise them.
 
-    A worker that dies is replaced, up to ``restart_limit`` times in all.
-    SIGINT or SIGTERM stops every worker (SIGTERM, then SIGKILL after
-    ``grace`` seconds) and returns.  Call it with no threads running: the
-    workers are forked.
+    A worker that dies is replaced, unless more than ``restart_limit``
+    died within the last ``restart_window`` seconds: then every worker is
+    stopped and :class:`WorkersFailing` raised (a worker that cannot start
+    is not retried for ever, and a TAM that loses a worker now and then
+    keeps serving however long it runs).  SIGINT or SIGTERM stops every
+    worker (SIGTERM, then SIGKILL after ``grace`` seconds) and returns.
+    Call it with no threads running: the workers are forked.
     """
     context = multiprocessing.get_context("fork")
     stopping: list[int] = []
@@ -445,16 +456,22 @@ def run_workers(
     workers: list[BaseProcess] = []
     try:
         workers = [_start(context, worker) for _ in range(count)]
-        restarts = 0
+        deaths: collections.deque[float] = collections.deque()
         while not stopping:
             wait([w.sentinel for w in workers], timeout=0.5)
             for index, process in enumerate(workers):
                 if process.is_alive() or stopping:
                     continue
-                restarts += 1
                 log.warning("worker %d exited (%s)", process.pid, process.exitcode)
-                if restarts > restart_limit:
-                    raise RuntimeError("TAM workers keep exiting; giving up")
+                now = time.monotonic()
+                deaths.append(now)
+                while deaths[0] < now - restart_window:
+                    deaths.popleft()
+                if len(deaths) > restart_limit:
+                    raise WorkersFailing(
+                        f"{len(deaths)} TAM workers exited within "
+                        f"{restart_window:g} s; giving up"
+                    )
                 workers[index] = _start(context, worker)
     finally:
         _stop_all(workers, grace)

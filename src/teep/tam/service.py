@@ -470,7 +470,9 @@ class TAMService(TAMHost):
         else:
             assert isinstance(message, Error)
             self._event(
-                kid, "update-failed", f"{message.err_code}: {message.err_msg or ''}"
+                kid,
+                "update-failed",
+                f"{error_name(message.err_code)}: {message.err_msg or ''}",
             )
             self._count_failed(kid, message, session, reports)
 
@@ -528,15 +530,14 @@ class TAMService(TAMHost):
 
     def agent_error(self, agent_key: PublicKey, error: Error) -> None:
         """Record an Error the Agent sent in answer to a QueryRequest."""
-        reason = f"{error.err_code}: {error.err_msg or ''}"
+        reason = f"{error_name(error.err_code)}: {error.err_msg or ''}"
         self._event(agent_key.thumbprint, "agent-error", reason)
 
     def _applied(self, kid: bytes, session: dict[str, Any]) -> None:
         """Bring the device's record up to date after a Success."""
         installed = [n for n in session.get("install", []) if isinstance(n, str)]
-        removed = {
-            cbor.dumps(m) for m in session.get("unneeded", []) if isinstance(m, list)
-        }
+        unneeded = [m for m in session.get("unneeded", []) if isinstance(m, list)]
+        removed = {cbor.dumps(m) for m in unneeded}
         held = dict(self.store.device_manifests(kid))
         for name in installed:
             component, _, kind = name.partition("/")
@@ -551,7 +552,7 @@ class TAMService(TAMHost):
         if installed:
             parts.append("installed " + ", ".join(installed))
         if removed:
-            parts.append(f"removed {len(removed)} manifest(s)")
+            parts.append("removed " + ", ".join(_display(m) for m in unneeded))
         self._event(kid, "update-applied", "; ".join(parts) or "nothing to change")
 
     def _event(self, kid: bytes | None, kind: str, message: str) -> None:
@@ -823,6 +824,14 @@ def _held_digests(response: QueryResponse) -> dict[ComponentId, bytes]:
 def payload_digest(payload: bytes) -> bytes:
     """SHA-256 of a payload, as SUIT image digests carry it."""
     return hashlib.sha256(payload).digest()
+
+
+def _display(manifest_id: list[Any]) -> str:
+    """A manifest id as events name it (``TEEP-Device/SecureFS/hello/suit``)."""
+    try:
+        return components.display(tuple(manifest_id))
+    except (AttributeError, TypeError):
+        return repr(manifest_id)
 
 
 def error_name(code: int) -> str:

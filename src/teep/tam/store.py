@@ -366,11 +366,16 @@ class TAMStore(DeliveryStore, ConfigurationStore):
                     return to_record(DeviceRecord, rows[0])
         return None
 
-    def list_devices(self) -> list[DeviceRecord]:
-        """Every device, oldest first."""
+    def list_devices(
+        self, *, statuses: Sequence[str] | None = None
+    ) -> list[DeviceRecord]:
+        """Every device, oldest first; with ``statuses``, only the devices
+        whose attestation status is one of them."""
+        query = select(Device).order_by(Device.id)
+        if statuses is not None:
+            query = query.where(Device.status.in_(list(statuses)))
         with self._tx("list devices", write=False) as session:
-            rows = session.scalars(select(Device).order_by(Device.id))
-            return [to_record(DeviceRecord, row) for row in rows]
+            return [to_record(DeviceRecord, row) for row in session.scalars(query)]
 
     def set_device_label(self, kid: bytes, label: str | None) -> None:
         """Name a device for operators (None removes the name).
@@ -581,10 +586,17 @@ class TAMStore(DeliveryStore, ConfigurationStore):
             run_core(session, insert(_EVENTS), row)
 
     def list_events(
-        self, device_kid: bytes | None = None, limit: int = 100
+        self,
+        device_kid: bytes | None = None,
+        limit: int = 100,
+        *,
+        kinds: Sequence[str] | None = None,
     ) -> list[EventRecord]:
-        """The newest events first, of one device or (None) of all."""
+        """The newest events first, of one device or (None) of all; with
+        ``kinds``, only events of those kinds."""
         query = _recent(Event, device_kid, limit)
+        if kinds is not None:
+            query = query.where(Event.kind.in_(list(kinds)))
         with self._tx("list events", write=False) as session:
             return [to_record(EventRecord, row) for row in session.scalars(query)]
 
