@@ -89,7 +89,11 @@ def test_a_failing_version_is_sent_three_times_then_held(world: World) -> None:
         steps = world.session()
         assert sent(world, steps) is None
         assert steps[0].after is not None
-        assert "compliant" in [e.kind for e in steps[0].after.events]
+        kinds = {e.kind: e.detail for e in steps[0].after.events}
+        assert "compliant" not in kinds
+        assert kinds["held-back"] == (
+            f"nothing sent: {ROGUE} held back after failed deliveries"
+        )
     (message,) = held_events(world)
     assert f"{ROGUE} sequence 1 held back after 3 failed deliveries" in message
     assert "ERR_MANIFEST_PROCESSING_FAILED" in message

@@ -216,6 +216,7 @@ _EVENT_TEXT = {
     "appraisal": "Evidence appraised",
     "update": "Update sent",
     "compliant": "Device compliant: no Update sent",
+    "held-back": "No Update sent",
     "success": "Success received",
     "error": "Error received",
     "dropped": "Message dropped",

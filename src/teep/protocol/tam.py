@@ -33,6 +33,7 @@ QueryResponse          SUIT Report nonce != token         Update with err-code 1
 QueryResponse          Evidence not affirmed              Update with err-code 7,
                                                           nothing installed
 QueryResponse          device compliant                   nothing (session ends)
+QueryResponse          all it lacks is held back          nothing (session ends)
 QueryResponse          work to do                         Update (token remembered)
 Error answering a      code 3 or 5 and the Agent lists    new QueryRequest with
 QueryRequest (no       a mechanism or suite the TAM can   the Agent's lists
@@ -148,10 +149,13 @@ class Plan:
     """(component name, SUIT envelope) to send."""
     unneeded: tuple[ComponentId, ...] = ()
     """Manifest ids to unlink."""
+    held_back: tuple[str, ...] = ()
+    """Names of what the device lacks but is not sent (its deliveries kept
+    failing); the device is not compliant while any is held back."""
 
     @property
     def empty(self) -> bool:
-        """True when the device is compliant."""
+        """True when there is nothing to send."""
         return not self.install and not self.unneeded
 
 
@@ -261,7 +265,7 @@ class SessionEvent:
 
     kind: str
     """Short name: query-request, query-response, appraisal, update, success,
-    error, dropped, compliant."""
+    error, dropped, compliant, held-back."""
     detail: str
     """One line of detail; control characters in it (from a peer's err-msg,
     say) are escaped, so it cannot forge a log line or drive a terminal."""
@@ -474,6 +478,16 @@ class TAM:
                 events,
             )
         plan = self.host.plan(key, response, verdict)
+        if plan.empty and plan.held_back:
+            held = ", ".join(plan.held_back)
+            events.append(
+                SessionEvent(
+                    "held-back",
+                    f"nothing sent: {held} held back after failed deliveries",
+                    device,
+                )
+            )
+            return TAMResult(None, events=events)
         if plan.empty:
             events.append(
                 SessionEvent("compliant", "device already meets its policy", device)

@@ -309,15 +309,19 @@ class TAMService(TAMHost):
             # A contraindicated device keeps none of the TAM's components.
             required = {}
         data = _personalization(self._catalogue(), device, required)
-        install = []
-        for record in _with_personalization(required, data):
-            if decision.install and not holds.has(record):
-                install.append(record)
-        if install:
-            install = self._not_held(device.kid, install)
+        wanted = [
+            record
+            for record in _with_personalization(required, data)
+            if decision.install and not holds.has(record)
+        ]
+        install = self._not_held(device.kid, wanted) if wanted else wanted
         unneeded = _unneeded(self._catalogue(), required, held)
         self._note_manifests(device, holds)
-        return Plan(tuple((_label(r), r.envelope) for r in install), unneeded)
+        return Plan(
+            tuple((_label(r), r.envelope) for r in install),
+            unneeded,
+            held_back=tuple(_label(r) for r in wanted if r not in install),
+        )
 
     def _not_held(
         self, kid: bytes, install: list[ComponentRecord]
