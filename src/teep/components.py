@@ -90,5 +90,8 @@ def display(ident: ComponentId) -> str:
             text = part.decode()
         except UnicodeDecodeError:
             text = ""
-        parts.append(text if text.isprintable() and text else "h'" + part.hex() + "'")
+        # A part holding "/" is shown in hex: as text it would read as two
+        # parts, and another id could pass for a familiar one.
+        readable = text.isprintable() and text and "/" not in text
+        parts.append(text if readable else "h'" + part.hex() + "'")
     return "/".join(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from teep.device.components import (
@@ -102,6 +104,49 @@ def test_output_limit() -> None:
     """Writing more than the output limit is an error."""
     with pytest.raises(ComponentError, match="more than"):
         run_component(demo_component_wasm(), stdin=b"x" * 5000, output_limit=1000)
+
+
+def test_calls_in_a_loop_run_out_of_time() -> None:
+    """A loop of WASI calls spends little fuel per pass; the time limit
+    stops it."""
+    wasm = _module(
+        '(func (export "_start") (loop $l'
+        " (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 16))) (br $l)))",
+        '(import "wasi_snapshot_preview1" "clock_time_get"'
+        " (func $clock (param i32 i64 i32) (result i32)))",
+    )
+    started = time.monotonic()
+    with pytest.raises(ComponentError, match=r"out of time \(ran longer than 0.2 s\)"):
+        run_component(wasm, fuel=10**12, time_limit=0.2)
+    assert time.monotonic() - started < 5
+    # The limit is per run: the next run has its whole budget again.
+    assert run_component(demo_component_wasm(), time_limit=0.2).exit_code == 0
+
+
+def test_writing_past_the_cap_is_the_error_named() -> None:
+    """A component that keeps writing after its writes fail is stopped by
+    its budget, and the error names the output cap it broke."""
+    wasm = _module(
+        '(data (i32.const 0) "\\10\\00\\00\\00\\00\\01\\00\\00")'
+        ' (func (export "_start") (loop $l'
+        " (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1)"
+        " (i32.const 8))) (br $l)))",
+        WASI_WRITE,
+    )
+    with pytest.raises(ComponentError, match="more than 1000 bytes to stdout"):
+        run_component(wasm, output_limit=1000, time_limit=0.2)
+
+
+def test_exit_status_out_of_range_is_named() -> None:
+    """proc_exit with a status WASI refuses gives wasmtime's reason, not
+    the first line of its backtrace."""
+    wasm = _module(
+        '(func (export "_start") (call $exit (i32.const 256)))',
+        '(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
+    )
+    with pytest.raises(ComponentError, match="invalid exit status") as info:
+        run_component(wasm)
+    assert "backtrace" not in str(info.value)
 
 
 def test_config_is_read_only(tmp_path: object) -> None:

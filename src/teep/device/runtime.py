@@ -52,6 +52,10 @@ TEE_DIR = "tee"
 SUIT_CONTENT_FORMAT = 742
 SHA256 = -16
 AGENT_SOFTWARE = "teep-agent"
+MAX_ID_PARTS = 8
+"""Most parts of a component id the device keeps components at."""
+MAX_ID_PART = 128
+"""Most bytes in one part of such an id."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ class Device:
             self.tee.components,
             self.tee.trusted_signer_keys(),
             decryption_keys=[self.tee.kek],
+            accept_component_id=acceptable_id,
         )
 
     def install(self, envelope: bytes, report_nonce: bytes | None) -> bytes:
@@ -305,6 +310,14 @@ class Device:
             raise ConfigError(f"component {name!r} is not installed on this device")
         config = self.tee.components.read(components.config_id(name))
         return run_component(module, stdin=stdin, config=config)
+
+
+def acceptable_id(cid: ComponentId) -> bool:
+    """Whether the device keeps components at ``cid``: 1 to
+    ``MAX_ID_PARTS`` parts of at most ``MAX_ID_PART`` bytes each.  Ids are
+    never file names here, so any bytes may appear in a part; the bounds
+    keep a signer from filling the sealed index and every listing."""
+    return 0 < len(cid) <= MAX_ID_PARTS and all(len(p) <= MAX_ID_PART for p in cid)
 
 
 def _reports(exc: SuitError) -> tuple[bytes, ...]:

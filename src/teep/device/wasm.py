@@ -7,9 +7,11 @@ this module hands it and nothing else:
 * its input as stdin and a list of arguments;
 * its Personalization Data, if any, as the read-only file ``/config``
   (a preopened read-only directory holding one file);
-* a fuel budget (roughly one unit per instruction executed) and a cap on
-  its linear memory, so a runaway component stops instead of hanging or
-  exhausting the device;
+* a fuel budget (roughly one unit per instruction executed), a wall-clock
+  limit (fuel barely counts the time spent in WASI calls, so a loop of
+  calls would otherwise run for many seconds) and a cap on its linear
+  memory, so a runaway component stops instead of hanging or exhausting
+  the device;
 * no environment variables, no clock beyond what WASI always offers, no
   sockets, no other files.
 
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,7 @@ __all__ = [
     "DEFAULT_FUEL",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_OUTPUT_LIMIT",
+    "DEFAULT_TIME_LIMIT",
     "WASI_MODULE",
     "ComponentError",
     "ComponentResult",
@@ -49,6 +54,10 @@ DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
 """Most bytes of linear memory a component may use."""
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 """Most bytes a component may write to stdout, and separately to stderr."""
+DEFAULT_TIME_LIMIT = 2.0
+"""Most seconds one run may take, however its fuel is spent."""
+_TICK = 0.02
+"""Seconds between epoch ticks: the resolution of the time limit."""
 WASI_MODULE = "wasi_snapshot_preview1"
 """The only import module a component may use."""
 CONFIG_FILE = "config"
@@ -82,7 +91,48 @@ def _engine() -> wasmtime.Engine:
     config.consume_fuel = True
     # No threads, no shared memory: a component is one sequential program.
     config.wasm_threads = False
+    # The time limit: code checks the engine's epoch at function entries
+    # and loop back-edges, and a ticker thread advances it during runs.
+    config.epoch_interruption = True
     return wasmtime.Engine(config)
+
+
+class _Ticker:
+    """Advances the engine's epoch every ``_TICK`` seconds while a run is
+    active; each run's store stops after as many ticks as its limit holds.
+    One ticker serves concurrent runs, and it stops when none is left."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._active += 1
+            if self._active == 1:
+                self._stop = threading.Event()
+                threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name="teep-tc-clock",
+                    daemon=True,
+                ).start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._stop.set()
+
+    @staticmethod
+    def _run(stop: threading.Event) -> None:
+        engine = _engine()
+        while not stop.wait(_TICK):
+            engine.increment_epoch()
+
+
+_ticker = _Ticker()
 
 
 def compile_wat(text: str) -> bytes:
@@ -115,6 +165,7 @@ def run_component(
     fuel: int = DEFAULT_FUEL,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    time_limit: float = DEFAULT_TIME_LIMIT,
 ) -> ComponentResult:
     """Run a Trusted Component once, sandboxed, and collect its output.
 
@@ -126,8 +177,9 @@ def run_component(
     :param fuel: CPU budget; running out stops the component.
     :param memory_limit: most bytes of linear memory it may hold.
     :param output_limit: most bytes it may write to each of stdout, stderr.
+    :param time_limit: most seconds the run may take.
     :raises ComponentError: if the module is invalid or breaks the contract,
-        traps, runs out of fuel, or writes more than ``output_limit``.
+        traps, runs out of fuel or time, or writes more than ``output_limit``.
     """
     module = _load(wasm)
     stdout = _Capture(output_limit)
@@ -140,15 +192,25 @@ def run_component(
         store.set_fuel(fuel)
         store.set_limits(memory_size=memory_limit)
         store.set_wasi(wasi)
-        exit_code = _start(store, module)
+        store.set_epoch_deadline(max(1, math.ceil(time_limit / _TICK)))
+        try:
+            with _ticker:
+                exit_code = _start(store, module, time_limit)
+        except ComponentError:
+            # A component that keeps writing past the cap is stopped by its
+            # budget; the cap is what it broke first.
+            _check_output(stdout, stderr, output_limit)
+            raise
         consumed = fuel - store.get_fuel()
 
+    _check_output(stdout, stderr, output_limit)
+    return ComponentResult(exit_code, stdout.data(), stderr.data(), consumed)
+
+
+def _check_output(stdout: _Capture, stderr: _Capture, limit: int) -> None:
     for name, capture in (("stdout", stdout), ("stderr", stderr)):
         if capture.overflow:
-            raise ComponentError(
-                f"component wrote more than {output_limit} bytes to {name}"
-            )
-    return ComponentResult(exit_code, stdout.data(), stderr.data(), consumed)
+            raise ComponentError(f"component wrote more than {limit} bytes to {name}")
 
 
 def _load(wasm: bytes) -> wasmtime.Module:
@@ -197,7 +259,7 @@ def _wasi_config(
     return wasi
 
 
-def _start(store: wasmtime.Store, module: wasmtime.Module) -> int:
+def _start(store: wasmtime.Store, module: wasmtime.Module, time_limit: float) -> int:
     linker = wasmtime.Linker(_engine())
     try:
         linker.define_wasi()
@@ -209,24 +271,34 @@ def _start(store: wasmtime.Store, module: wasmtime.Module) -> int:
     except wasmtime.ExitTrap as exc:
         return int(exc.code)
     except wasmtime.Trap as exc:
-        raise ComponentError(f"component trapped: {_trap_reason(exc)}") from None
+        raise ComponentError(
+            f"component trapped: {_trap_reason(exc, time_limit)}"
+        ) from None
     except wasmtime.WasmtimeError as exc:
         raise ComponentError(f"component failed: {_first_line(exc)}") from None
     return 0
 
 
-def _trap_reason(trap: wasmtime.Trap) -> str:
+def _trap_reason(trap: wasmtime.Trap, time_limit: float) -> str:
     code = trap.trap_code
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return "out of fuel (CPU budget exhausted)"
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return f"out of time (ran longer than {time_limit:g} s)"
     if code is not None:
         return str(code.name).lower().replace("_", " ")
     return _first_line(trap)
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The line of a wasmtime message that says what went wrong: the first
+    line of its cause when it has one (the first line then only says that
+    a backtrace follows)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    if "Caused by:" in lines:
+        lines = lines[lines.index("Caused by:") + 1 :]
+    lines = [line for line in lines if line]
+    return lines[0] if lines else type(exc).__name__
 
 
 class _Capture:

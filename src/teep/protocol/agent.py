@@ -477,16 +477,15 @@ class Agent:
         removed: list[ComponentId] = []
         # teep-protocol 18 P11: every SUIT Report carries the Update's token
         # as suit-report-nonce; the host's SUIT processor writes it.
-        for manifest_id in update.unneeded_manifest_list or ():
-            reports.append(self.host.uninstall(manifest_id, update.token))
-            removed.append(manifest_id)
-        for envelope in update.manifest_list or ():
-            try:
+        try:
+            for manifest_id in update.unneeded_manifest_list or ():
+                reports.append(self.host.uninstall(manifest_id, update.token))
+                removed.append(manifest_id)
+            for envelope in update.manifest_list or ():
                 reports.append(self.host.install(envelope, update.token))
-            except ManifestProcessingFailed as exc:
-                raise ManifestProcessingFailed(
-                    str(exc), (*reports, *exc.reports)
-                ) from None
+        except ManifestProcessingFailed as exc:
+            # The reports of what was done before the failure go with it.
+            raise ManifestProcessingFailed(str(exc), (*reports, *exc.reports)) from None
         success = Success(
             token=update.token, suit_reports=self._sealed(reports, ctx.tam_uri)
         )

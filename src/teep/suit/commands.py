@@ -37,6 +37,10 @@ Fetch = Callable[[str], Iterable[bytes]]
 # The shared sequence lives in suit-common (manifest key 3): records of its
 # commands name that section.
 SHARED = 3
+MAX_DEPENDENCY_DEPTH = 8
+"""Most dependencies nested one inside another: a chain deeper than this
+(each one processing the next) is refused rather than left to exhaust the
+interpreter's stack."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,10 @@ def _process_dependency(run: Interpreter, _arg: Any, index: int) -> Result:
     # from the shared sequence.
     if index not in run.dependencies or run.section == SHARED:
         raise SuitAbortError(f"cannot process component {index} as a dependency")
+    if len(run.path) >= MAX_DEPENDENCY_DEPTH:
+        raise SuitAbortError(
+            f"dependencies nested more than {MAX_DEPENDENCY_DEPTH} deep"
+        )
     env = run.checked.get(index)
     if env is None:
         # The TD and TEEP examples process a dependency that no condition
@@ -149,6 +157,7 @@ def _process_dependency(run: Interpreter, _arg: Any, index: int) -> Result:
         env = run.checked[index] = run.dependency(index)
     if _already_held(run, env):
         return _OK
+    run.proc.check_ids(env, env.manifest.manifest_component_id)
     child = type(run)(run.proc, run.txn, env, run.effects, (*run.path, index))
     child.run_section(run.section)
     return _OK

@@ -190,6 +190,9 @@ class SuitProcessor:
     :param default_manifest_component_id: where to record a manifest that
         names no suit-manifest-component-id (a core-only manifest); None
         refuses such manifests.
+    :param accept_component_id: decides whether the device can keep a
+        component (or manifest) at an id, checked for the manifest's own id
+        and every id it lists before anything runs (None accepts any id).
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class SuitProcessor:
         decryption_keys: Iterable[DecryptionKey] = (),
         default_manifest_component_id: ComponentId | None = None,
         mac_keys: Iterable[MACKey] = (),
+        accept_component_id: Callable[[ComponentId], bool] | None = None,
     ) -> None:
         self.store = store
         self.trust_anchors = list(trust_anchors)
@@ -220,6 +224,7 @@ class SuitProcessor:
         self.max_component_size = max_component_size
         self.decryption_keys = list(decryption_keys)
         self.default_manifest_component_id = default_manifest_component_id
+        self.accept_component_id = accept_component_id
 
     def install(
         self, envelope: bytes, *, report_nonce: bytes | None = None
@@ -310,6 +315,7 @@ class SuitProcessor:
                 "a root manifest without manifest-component-id",
                 reason=SuitReportReason.component_unsupported,
             )
+        self.check_ids(env, mcid)
         # trust-domains 6.2: the signer must be entitled to this location,
         # or it could overwrite another party's manifest.
         if self.authorize is not None and not self.authorize(signer, mcid):
@@ -325,6 +331,36 @@ class SuitProcessor:
                 f"than the installed {held.sequence_number}"
             )
         return mcid
+
+    def check_ids(self, env: SuitEnvelope, mcid: ComponentId | None) -> None:
+        """Refuse a manifest (root or dependency) naming an id the device
+        cannot keep components at.
+
+        :raises SuitUnsupportedError: if ``accept_component_id`` refuses one.
+        """
+        accept = self.accept_component_id
+        if accept is None:
+            return
+        common = env.manifest.common
+        ids = [*common.components] if mcid is None else [mcid, *common.components]
+        ids += [prefix for prefix in common.dependencies.values() if prefix]
+        for cid in ids:
+            if not accept(cid):
+                raise SuitUnsupportedError(
+                    f"this device keeps no component at {_shown(cid)}",
+                    reason=SuitReportReason.component_unsupported,
+                )
+
+
+def _shown(cid: ComponentId, limit: int = 60) -> str:
+    """A component id for a message, cut short when long."""
+    parts = []
+    for part in cid[:8]:
+        text = part.decode("ascii", "replace")
+        plain = part and text.isprintable() and "/" not in text and "\ufffd" not in text
+        parts.append(text if plain else "h'" + part.hex() + "'")
+    text = "/".join(parts) + ("/..." if len(cid) > 8 else "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kept(effects: _Effects) -> tuple[ComponentId, ...]:
