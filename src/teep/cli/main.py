@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -153,7 +154,19 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console-script entry point."""
-    cli.main(args=argv, prog_name="teep")
+    try:
+        cli.main(args=argv, prog_name="teep")
+    except SystemExit as done:
+        wasm = sys.modules.get("teep.device.wasm")
+        if wasm is not None and wasm.stopped_mid_run():
+            # A component stopped mid-call can leave wasmtime unable to shut
+            # down cleanly (see stopped_mid_run); end with the status the
+            # command chose, after flushing what it printed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            code = done.code
+            os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+        raise
 
 
 # --- command groups -------------------------------------------------------------

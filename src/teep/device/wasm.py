@@ -44,6 +44,7 @@ __all__ = [
     "ComponentResult",
     "compile_wat",
     "run_component",
+    "stopped_mid_run",
     "validate_module",
 ]
 
@@ -271,12 +272,29 @@ def _start(store: wasmtime.Store, module: wasmtime.Module, time_limit: float) ->
     except wasmtime.ExitTrap as exc:
         return int(exc.code)
     except wasmtime.Trap as exc:
+        _stopped.set()
         raise ComponentError(
             f"component trapped: {_trap_reason(exc, time_limit)}"
         ) from None
     except wasmtime.WasmtimeError as exc:
+        _stopped.set()
         raise ComponentError(f"component failed: {_first_line(exc)}") from None
     return 0
+
+
+_stopped = threading.Event()
+
+
+def stopped_mid_run() -> bool:
+    """Whether a component was stopped by a trap in this process.
+
+    wasmtime's WASI layer may then leave a worker thread in the middle of a
+    host call; when the process exits normally that thread can panic and
+    abort the process (seen with wasmtime-py 50 after a component stopped
+    while looping on fd_read).  The ``teep`` command ends such a process
+    with :func:`os._exit` once its output is flushed.
+    """
+    return _stopped.is_set()
 
 
 def _trap_reason(trap: wasmtime.Trap, time_limit: float) -> str:
