@@ -106,6 +106,7 @@ def test_non_query_request_with_unusable_alg_gets_error_5(
     assert error.err_code == ErrCode.ERR_UNSUPPORTED_CIPHER_SUITES
     assert error.token == TOKEN
     assert error.supported_teep_cipher_suites == (((18, -7),), ((18, -9),))
+    assert error.err_msg and error.err_lang == "en"
     assert [s.alg for s in cose.parse(result.reply).signatures] == [
         COSEAlgorithm.ESP256
     ]
@@ -126,6 +127,8 @@ def test_pre_rfc_update_with_unusable_alg_gets_error_5_in_pre_rfc(
     assert isinstance(error, Error)
     assert error.err_code == ErrCode.ERR_UNSUPPORTED_CIPHER_SUITES
     assert error.token == TOKEN
+    # err-lang is not sent in the pre-RFC numbering, which reserved its label.
+    assert error.err_msg and error.err_lang is None
 
 
 # -- (c) EdDSA (-8) on the pre-RFC profile, end to end ---------------------------

@@ -177,6 +177,7 @@ def test_unendorsed_device_refused(world: World) -> None:
     update = from_tam(world, steps[1].tam)
     assert isinstance(update, Update)
     assert update.err_code == ErrCode.ERR_ATTESTATION_REQUIRED
+    assert update.err_msg and update.err_lang == "en"
     assert not update.manifest_list
     assert stranger.tee.components.manifest(components.manifest_id(NAME)) is None
     kid = stranger.tee.agent_key.public.thumbprint

@@ -119,6 +119,8 @@ SUPPORTED_VERSIONS = (0,)
 CHALLENGE_SIZE = 32
 # teep-protocol 18 P19: err-msg holds at most 128 bytes of UTF-8.
 MAX_TEXT = 128
+ERR_LANG = "en"
+"""The language of the err-msg texts this Agent writes (an RFC 5646 tag)."""
 # Tags a protected SUIT Report may carry: COSE_Encrypt0, COSE_Mac0,
 # COSE_Sign1, COSE_Encrypt, COSE_Mac, COSE_Sign.
 _REPORT_TAGS = frozenset({16, 17, 18, 96, 97, 98})
@@ -500,6 +502,8 @@ class Agent:
             err_code=exc.err_code,
             token=ctx.token,
             err_msg=reason,
+            # err-lang is a final-numbering label: the pre-RFC table reserved it.
+            err_lang=ERR_LANG if ctx.dialect is FINAL else None,
             suit_reports=self._sealed(getattr(exc, "reports", None), ctx.tam_uri),
         )
         error = self._with_required_lists(error, exc, ctx)

@@ -526,7 +526,9 @@ class TAM:
         events: list[SessionEvent],
     ) -> TAMResult:
         # teep-protocol 5.3: the TAM's error channel is an Update.
-        update = Update(err_code=code, err_msg=reason[:128])
+        # err-lang is a final-numbering label: the pre-RFC table reserved it.
+        lang = "en" if self.config.dialect is FINAL else None
+        update = Update(err_code=code, err_msg=reason[:128], err_lang=lang)
         events.append(SessionEvent("update", f"refused: {reason}", key.thumbprint))
         return TAMResult(self._sign(update, alg), events=events)
 
