@@ -107,7 +107,9 @@ def init(folder: Path, tam_uri: str | None, hwmodel: str, key_type: str) -> None
     help="Trust the key only for this TAM URI.",
 )
 def trust_tam(folder: Path, keyfiles: tuple[Path, ...], tam_uri: str | None) -> None:
-    """Trust TAM signing keys (the TAM's keys/*.pub.pem)."""
+    """Trust TAM signing keys (the TAM's keys/tam-p256.pub.pem and
+    keys/tam-ed25519.pub.pem; its attestation key goes to
+    trust-tam-attestation instead)."""
     dev = Device.open(folder)
     for keyfile in keyfiles:
         key = PublicKey.load(keyfile)

@@ -27,7 +27,7 @@ from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
 from teep.tam.database import AmbiguousMatchError, unhex
-from teep.tam.home import TAMHome
+from teep.tam.home import ATTESTATION_KEY_FILE, TAMHome
 from teep.tam.http import (
     HTTPConfig,
     bind_socket,
@@ -92,6 +92,11 @@ def init(folder: Path, database: str | None, port: int) -> None:
         console.print(
             f"  {key.kind.value:8} key {key.kid.hex()[:16]}..  devices trust {path}"
         )
+    attestation = folder / "keys" / ATTESTATION_KEY_FILE.replace(".pem", ".pub.pem")
+    console.print(
+        f"  the TAM's own Evidence: {attestation} "
+        "(for 'teep device trust-tam-attestation' only)"
+    )
 
 
 @tam.command("serve")
