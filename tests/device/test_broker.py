@@ -1,4 +1,5 @@
-"""The Broker's read timeout bounds each silence, not the whole exchange."""
+"""The Broker: the read timeout bounds each silence, not the whole exchange;
+connection failures are named plainly."""
 
 from __future__ import annotations
 
@@ -64,3 +65,19 @@ def test_silence_longer_than_the_read_timeout_fails(tmp_path: Path) -> None:
     device = Device.init(tmp_path / "dev")
     with pytest.raises(TransportError, match=r"did not answer within 0\.3 s"):
         asyncio.run(_policy_check(device, gap=1.0, read_timeout=0.3))
+
+
+def test_refused_connection_names_the_reason(tmp_path: Path) -> None:
+    """A TAM that is not listening: the operating system's reason, without
+    aiohttp's internals ("ssl:default", the socket call)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: refused
+        device = Device.init(tmp_path / "dev")
+        broker = Broker(device.agent, BrokerConfig())
+        uri = f"http://127.0.0.1:{port}/tam"
+        with pytest.raises(TransportError) as info:
+            asyncio.run(broker.policy_check(uri))
+    assert str(info.value) == f"cannot reach the TAM at {uri}: Connection refused"

@@ -10,6 +10,8 @@ the end of the session.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -134,6 +136,11 @@ class Broker:
                 f"the TAM at {uri} did not answer within "
                 f"{_seconds(self.config.read_timeout)} s"
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            # aiohttp's own text adds "ssl:default" and the socket call; the
+            # operating system's reason is what a user can act on.
+            reason = _os_reason(exc.os_error)
+            raise TransportError(f"cannot reach the TAM at {uri}: {reason}") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"cannot reach the TAM at {uri}: {exc}") from None
         return data
@@ -153,6 +160,14 @@ class Broker:
     def _notify(self, direction: str, data: bytes) -> None:
         if self.on_message is not None:
             self.on_message(direction, data)
+
+
+def _os_reason(error: OSError) -> str:
+    """The operating system's words for a failed connection ("Connection
+    refused", "Name or service not known")."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return error.strerror or str(error)
+    return os.strerror(error.errno)
 
 
 def _seconds(value: float) -> str:
