@@ -81,3 +81,27 @@ def test_refused_connection_names_the_reason(tmp_path: Path) -> None:
         with pytest.raises(TransportError) as info:
             asyncio.run(broker.policy_check(uri))
     assert str(info.value) == f"cannot reach the TAM at {uri}: Connection refused"
+
+
+def test_answer_trickling_past_the_exchange_deadline_fails(tmp_path: Path) -> None:
+    """A TAM that keeps each silence short but never finishes is given up on
+    when the whole exchange outlasts its deadline."""
+    device = Device.init(tmp_path / "dev")
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: _trickle(r, w, 0.2), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        config = BrokerConfig(read_timeout=1.0, exchange_timeout=0.5)
+        try:
+            await Broker(device.agent, config).policy_check(
+                f"http://127.0.0.1:{port}/tam"
+            )
+        finally:
+            server.close()
+
+    with pytest.raises(
+        TransportError, match=r"did not finish its answer within 0\.5 s"
+    ):
+        asyncio.run(scenario())

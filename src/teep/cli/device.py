@@ -238,7 +238,7 @@ def verifier(folder: Path, url: str | None, mode: str) -> None:
     show_default=True,
     metavar="SECONDS",
     help="Give up when the TAM sends nothing for this long (a limit on each "
-    "wait, not on the whole session).",
+    "wait; any one answer may take at most 10 minutes in all).",
 )
 def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
     """Run one session with the TAM (RequestPolicyCheck) and print each step."""

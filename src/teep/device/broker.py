@@ -9,6 +9,7 @@ the end of the session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -41,6 +42,10 @@ class BrokerConfig:
     nothing for this long is given up on.  It bounds the silence between
     bytes, not the whole exchange, so a large Update over a slow link still
     arrives."""
+    exchange_timeout: float = 600.0
+    """Seconds one request and its whole response may take: bounds a TAM
+    that keeps a device waiting by sending a byte now and then (the largest
+    body, ``max_body``, still arrives at about 110 kB/s)."""
     max_messages: int = 16
     """Most round trips in one session, a guard against a looping peer."""
     max_body: int = 64 * 1024 * 1024
@@ -109,10 +114,14 @@ class Broker:
         headers = {"Accept": TEEP_MEDIA_TYPE}
         if body:
             headers["Content-Type"] = TEEP_MEDIA_TYPE
+        deadline = asyncio.timeout(self.config.exchange_timeout)
         try:
-            async with http.post(
-                uri, data=body, headers=headers, allow_redirects=False
-            ) as resp:
+            async with (
+                deadline,
+                http.post(
+                    uri, data=body, headers=headers, allow_redirects=False
+                ) as resp,
+            ):
                 if resp.status == 204:
                     return b""
                 if resp.status != 200:
@@ -131,6 +140,11 @@ class Broker:
                 f"{_seconds(self.config.connect_timeout)} s"
             ) from None
         except TimeoutError:
+            if deadline.expired():
+                raise TransportError(
+                    f"the TAM at {uri} did not finish its answer within "
+                    f"{_seconds(self.config.exchange_timeout)} s"
+                ) from None
             # aiohttp's read timeout is a TimeoutError and a ClientError.
             raise TransportError(
                 f"the TAM at {uri} did not answer within "
