@@ -381,3 +381,12 @@ def test_only_comments(run: Run, tmp_path: Path) -> None:
     path = tmp_path / "empty.hex"
     path.write_text("# nothing here yet\n")
     assert "only comments" in assert_one_line_error(run("decode", str(path)))
+
+
+def test_directory_is_an_unreadable_file(run: Run, tmp_path: Path) -> None:
+    """A folder given as FILE or --key is a failed read (exit 1), like a
+    missing file, not a usage error."""
+    line = assert_one_line_error(run("decode", str(tmp_path)))
+    assert line == f"teep: error: cannot read {tmp_path}: Is a directory"
+    line = assert_one_line_error(run("decode", "--key", str(tmp_path), "-"))
+    assert line == f"teep: error: cannot read key file {tmp_path}: Is a directory"

@@ -270,11 +270,11 @@ def _top_kind(found: Inspection) -> diag.Kind:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option(
     "--key",
     "keyfile",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Verify the signature with this key (PEM, DER or COSE_Key).",
 )
 @click.option("--json", "as_json_flag", is_flag=True, help="Print JSON.")
