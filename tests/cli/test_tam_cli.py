@@ -261,6 +261,30 @@ def test_bad_threads_setting_is_one_line(run: Run, home: Path) -> None:
     assert "threads must be true, false or null" in assert_one_line_error(result)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("read_timeout", "10", "read_timeout must be a number"),
+        ("idle_timeout", 0, "idle_timeout must be more than 0, not 0"),
+        ("max_body", 1.5, "max_body must be a whole number"),
+        ("connect_burst", 0, "connect_burst must be at least 1, not 0"),
+        ("connect_rate", True, "connect_rate must be a number"),
+        ("port", 70000, "port must be at most 65535, not 70000"),
+    ],
+)
+def test_bad_limit_setting_is_one_line(
+    run: Run, home: Path, name: str, value: object, says: str
+) -> None:
+    """A limit in tam.json of the wrong type or range is named with its value
+    when the TAM folder is opened, not when a server first needs it."""
+    settings = home / "tam.json"
+    data = json.loads(settings.read_text())
+    data[name] = value
+    settings.write_text(json.dumps(data))
+    result = run("tam", "component", "list", "--dir", str(home))
+    assert assert_one_line_error(result).endswith(says)
+
+
 def test_delivery_limit_setting(run: Run, home: Path) -> None:
     """``tam policy delivery`` shows the limit (3 by default) and sets it in
     the database; 0 means never hold back."""

@@ -77,7 +77,9 @@ async def serving(fleet: Fleet, **limits: Any) -> AsyncIterator[Client]:
     )
     sock = bind_socket(config)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve_socket(app, sock, stop))
+    task = asyncio.create_task(
+        serve_socket(app, sock, stop, idle_timeout=config.idle_timeout)
+    )
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/tam"
     try:
         async with aiohttp.ClientSession() as http:
@@ -319,6 +321,26 @@ def test_slow_body_times_out(fleet: Fleet) -> None:
         assert await closed(reader)
 
     run(fleet, scenario, read_timeout=0.5)
+
+
+def test_idle_and_trickling_heads_are_closed(fleet: Fleet) -> None:
+    """A connection that sends nothing, or a request head a line at a time,
+    is closed after idle_timeout: it cannot hold a socket for long."""
+
+    async def scenario(client: Client) -> None:
+        started = time.monotonic()
+        silent = await client.raw(b"", b"")
+        trickling = await client.raw(b"POST /tam HTTP/1.1\r\n", b"")
+        writer = client.writers[-1]
+        with contextlib.suppress(ConnectionError):
+            while not trickling.at_eof() and time.monotonic() - started < 5.0:
+                writer.write(b"X-Padding: 1\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        assert await closed(silent) and await closed(trickling)
+        assert time.monotonic() - started < 3.0
+
+    run(fleet, scenario, idle_timeout=0.5)
 
 
 def test_body_cut_short_is_one_log_line(

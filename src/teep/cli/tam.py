@@ -159,6 +159,7 @@ def _http_config(home: TAMHome, host: str | None, port: int | None) -> HTTPConfi
         port=settings.port if port is None else port,
         max_body=settings.max_body,
         read_timeout=settings.read_timeout,
+        idle_timeout=settings.idle_timeout,
         connect_rate=settings.connect_rate,
         connect_burst=settings.connect_burst,
         max_outstanding_challenges=settings.max_outstanding_challenges,
@@ -183,7 +184,7 @@ def _worker(home: TAMHome, url: str, config: HTTPConfig, sock: socket.socket) ->
         else home.settings.threads,
     )
     try:
-        asyncio.run(_serve(app, sock, service))
+        asyncio.run(_serve(app, sock, service, config.idle_timeout))
     finally:
         store.close()
 
@@ -193,13 +194,16 @@ PURGE_EVERY_S = 60.0
 
 
 async def _serve(
-    app: web.Application, sock: socket.socket, service: TAMService
+    app: web.Application,
+    sock: socket.socket,
+    service: TAMService,
+    idle_timeout: float,
 ) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     purging = asyncio.create_task(_purge(service))
     try:
-        await serve_socket(app, sock, stop)
+        await serve_socket(app, sock, stop, idle_timeout=idle_timeout)
     finally:
         purging.cancel()
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from teep.cli.common import cannot_listen, console, fail
 from teep.keys import PublicKey
 from teep.verifier.home import VerifierHome
-from teep.verifier.http import API_PREFIX, APPRAISE_PATH, make_app
+from teep.verifier.http import API_PREFIX, APPRAISE_PATH, IDLE_TIMEOUT, make_app
 
 __all__ = ["verifier"]
 
@@ -82,7 +82,7 @@ def serve(folder: Path, host: str | None, port: int | None) -> None:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, lingering_time=1.0)
+    runner = web.AppRunner(app, lingering_time=1.0, keepalive_timeout=IDLE_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -64,6 +64,8 @@ class TAMSettings:
     """Largest request body accepted, in bytes."""
     read_timeout: float = 10.0
     """Seconds a client has to send a whole request body."""
+    idle_timeout: float = 30.0
+    """Seconds a connection may stay open without a whole request head."""
     connect_rate: float = 5.0
     """New sessions (empty POSTs) per second per client address, per worker;
     0 turns the limit off."""
@@ -80,6 +82,32 @@ class TAMSettings:
             raise TypeError("threads must be true, false or null")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int):
             raise TypeError("workers must be a whole number")
+        for name, low, whole in _NUMBERS:
+            _check_number(name, getattr(self, name), low, whole)
+
+
+_NUMBERS = (
+    # name, least value (a float: more than it), whether it must be whole
+    ("port", 0, True),
+    ("max_body", 1, True),
+    ("read_timeout", 0.0, False),
+    ("idle_timeout", 0.0, False),
+    ("connect_rate", 0, False),
+    ("connect_burst", 1, True),
+    ("max_outstanding_challenges", 0, True),
+)
+
+
+def _check_number(name: str, value: object, low: float, whole: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        raise TypeError(f"{name} must be {'a whole' if whole else 'a'} number")
+    if isinstance(low, float):
+        if not low < value < float("inf"):
+            raise ValueError(f"{name} must be more than {low:g}, not {value}")
+    elif value < low:
+        raise ValueError(f"{name} must be at least {low}, not {value}")
+    if name == "port" and value > 65535:
+        raise ValueError(f"port must be at most 65535, not {value}")
 
 
 class TAMHome:

@@ -88,6 +88,12 @@ CONTENT_HEADERS: Mapping[str, str] = {
 }
 
 
+IDLE_TIMEOUT = 30.0
+"""Default seconds a connection may stay open without a whole request head.
+Longer than aiohttp's client keep-alive (15 s), so a Broker closes an idle
+connection before the TAM does and never posts into one being closed."""
+
+
 @dataclass(frozen=True)
 class HTTPConfig:
     """How the TAM's HTTP endpoint listens and what it tolerates."""
@@ -100,6 +106,9 @@ class HTTPConfig:
     """Largest request body accepted, in bytes."""
     read_timeout: float = 10.0
     """Seconds a client has to send a whole request body."""
+    idle_timeout: float = IDLE_TIMEOUT
+    """Seconds a connection may go without a whole request head (a new
+    connection, or one kept alive between messages) before it is closed."""
     connect_rate: float = 5.0
     """Empty POSTs (new sessions) per second allowed to one client address;
     0 turns the per-client limit off (for a TAM behind a proxy, say)."""
@@ -363,9 +372,22 @@ LINGER_S = 1.0
 before closing, so the client sees the response rather than a reset."""
 
 
+def _runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
+    # aiohttp's keep-alive timer also runs from the moment a connection is
+    # accepted and is not reset by a request head trickling in, so it bounds
+    # how long a client can hold a connection without sending a request
+    # (its own default is an hour).
+    return web.AppRunner(
+        app,
+        access_log=None,
+        lingering_time=LINGER_S,
+        keepalive_timeout=idle_timeout,
+    )
+
+
 async def run_app(app: web.Application, config: HTTPConfig) -> web.AppRunner:
     """Start serving; the caller keeps the runner and cleans it up."""
-    runner = web.AppRunner(app, access_log=None, lingering_time=LINGER_S)
+    runner = _runner(app, config.idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
@@ -401,10 +423,14 @@ def bind_socket(config: HTTPConfig, backlog: int = 1024) -> socket.socket:
 
 
 async def serve_socket(
-    app: web.Application, sock: socket.socket, stop: asyncio.Event
+    app: web.Application,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> None:
     """Serve ``app`` on an already listening socket until ``stop`` is set."""
-    runner = web.AppRunner(app, access_log=None, lingering_time=LINGER_S)
+    runner = _runner(app, idle_timeout)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

@@ -51,6 +51,7 @@ __all__ = [
     "API_PREFIX",
     "APPRAISE_PATH",
     "DISCOVERY_MEDIA_TYPE",
+    "IDLE_TIMEOUT",
     "SESSION_MEDIA_TYPE",
     "b64url",
     "make_app",
@@ -68,6 +69,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0
 """Seconds a client has to send a whole request body, by default."""
+IDLE_TIMEOUT = 30.0
+"""Seconds a connection may stay open without a whole request head (given to
+aiohttp as its keep-alive timeout, which also runs before the first request)."""
 
 Clock = Callable[[], float]
 
