@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import click
 from aiohttp import web
 
-from teep import cbor, components
+from teep import cbor
 from teep.cli.common import (
     cannot_listen,
     console,
-    echo,
     fail,
     http_uri_problem,
     print_table,
 )
+from teep.cli.tam_common import (
+    KID_BYTES,
+    UEID_BYTES,
+    UEID_FORM,
+    db_option,
+    dir_option,
+    known_device,
+    open_store,
+)
+from teep.cli.tam_devices import device, events
 from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
-from teep.tam.database import AmbiguousMatchError, unhex
+from teep.tam.database import unhex
 from teep.tam.home import ATTESTATION_KEY_FILE, TAMHome
 from teep.tam.http import (
     HTTPConfig,
@@ -40,33 +49,9 @@ from teep.tam.models import (
     EVERY_DEVICE,
     TA,
     ComponentRecord,
-    DeviceRecord,
-    EventRecord,
 )
-from teep.tam.service import TAMService, add_component, error_name
+from teep.tam.service import TAMService, add_component
 from teep.tam.store import TAMStore
-from teep.text import escape_controls
-
-DEFAULT_DIR = "teep-tam"
-
-dir_option = click.option(
-    "--dir",
-    "folder",
-    default=DEFAULT_DIR,
-    show_default=True,
-    envvar="TEEP_TAM_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The TAM's folder (keys, settings, SQLite database).",
-)
-db_option = click.option(
-    "--database",
-    default=None,
-    help="Database URL (overrides tam.json), e.g. postgresql://...",
-)
-
-
-def _store(folder: Path, database: str | None = None) -> TAMStore:
-    return TAMHome.open(folder).open_store(database)
 
 
 @click.group("tam")
@@ -128,7 +113,7 @@ def serve(
     # Migrations run here, once, before any worker exists; the settings and
     # key files are checked here too, so a mistake is one line, not a dying
     # worker, and nothing claims to listen before they are known good.
-    with _Closing(home.open_store(url)) as store:
+    with closing(home.open_store(url)) as store:
         home.endpoints(home.service(store))
     config = _http_config(home, host, port)
     try:
@@ -319,7 +304,7 @@ def signer() -> None:
 def signer_add(folder: Path, keyfile: Path, label: str) -> None:
     """Accept components signed by KEYFILE's key."""
     key = PublicKey.load(keyfile)
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         store.add_signer_key(
             cose_key=cbor.det_dumps(key.cose_key()),
             kid=key.kid,
@@ -333,7 +318,7 @@ def signer_add(folder: Path, keyfile: Path, label: str) -> None:
 @dir_option
 def signer_list(folder: Path) -> None:
     """List the component signer keys."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         rows = [(r.kid.hex(), r.label) for r in store.list_signer_keys()]
     print_table(("kid", "label"), rows)
 
@@ -360,7 +345,7 @@ def attestation_key_add(
         oem = bytes.fromhex(oemid)
     except ValueError:
         fail(f"--oemid must be hex, not {oemid!r}")
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         store.add_attestation_key(
             cose_key=cbor.det_dumps(key.cose_key()),
             kid=key.kid,
@@ -376,7 +361,7 @@ def attestation_key_add(
 @dir_option
 def attestation_key_list(folder: Path) -> None:
     """List the endorsed attestation keys."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         rows = [
             (r.kid.hex()[:16], (r.hwmodel or b"").decode(errors="replace"), r.label)
             for r in store.list_attestation_keys()
@@ -410,7 +395,7 @@ def component_add(folder: Path, name: str, envelope: Path, device: str) -> None:
     ENVELOPE (payload integrated); which one is read from its manifest id."""
     data = envelope.read_bytes()
     note = None
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         if device != EVERY_DEVICE and not device.lower().startswith("hwmodel:"):
             device, note = _device_selector(store, device)
         record = add_component(store, name, data, now=time.time(), device=device)
@@ -432,7 +417,7 @@ def _entry(record: ComponentRecord) -> str:
 def component_list(folder: Path) -> None:
     """List the catalogue (newest versions): each component, then its
     Personalization Data for every device ('*') or for one."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         rows = [
             (
                 r.name,
@@ -466,7 +451,7 @@ def component_list(folder: Path) -> None:
 def component_remove(folder: Path, name: str, config: bool, device: str | None) -> None:
     """Remove NAME (every version), its Personalization Data and its policy
     entries; or, with --config or --device, only Personalization Data."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         if device is not None:
             removed = _remove_for(
                 store, device, lambda d: store.remove_personalization(name, d)
@@ -512,7 +497,7 @@ selector_option = click.option(
 @selector_option
 def policy_add(folder: Path, name: str, selector: str) -> None:
     """Require component NAME on the selected devices."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         if store.get_component(name) is None:
             fail(f"no component named {name!r} (add it with 'teep tam component add')")
         note = None
@@ -522,16 +507,6 @@ def policy_add(folder: Path, name: str, selector: str) -> None:
     console.print(f"policy: {name} required on {selector}")
     if note:
         console.print(note)
-
-
-KID_BYTES = 32
-"""A kid is a SHA-256 thumbprint."""
-UEID_BYTES = range(7, 34)
-"""The lengths a UEID may have (EAT: 7 to 33 bytes)."""
-
-
-UEID_FORM = "ueid:"
-"""How an operator names, by its ueid, a device the TAM has not met yet."""
 
 
 def _device_selector(store: TAMStore, text: str) -> tuple[str, str | None]:
@@ -554,8 +529,8 @@ def _device_selector(store: TAMStore, text: str) -> tuple[str, str | None]:
                 f"bad ueid {ueid!r}: give {2 * UEID_BYTES.start} to "
                 f"{2 * (UEID_BYTES.stop - 1)} hex digits after {UEID_FORM}"
             )
-        return ueid, None if _known(store, ueid) else _not_met("ueid")
-    record = _known(store, typed)
+        return ueid, None if known_device(store, ueid) else _not_met("ueid")
+    record = known_device(store, typed)
     if record is not None:
         if record.ueid is not None and typed == record.ueid.hex():
             return typed, None
@@ -569,14 +544,6 @@ def _device_selector(store: TAMStore, text: str) -> tuple[str, str | None]:
         f"no device has {what} {text.strip()}; to name a device not yet met use "
         f"{UEID_FORM}HEX or its full kid ({2 * KID_BYTES} hex digits)"
     )
-
-
-def _known(store: TAMStore, text: str) -> DeviceRecord | None:
-    """The device ``text`` names, if the TAM has met it."""
-    try:
-        return store.find_device(text)
-    except AmbiguousMatchError as exc:
-        fail(str(exc))
 
 
 def _not_met(form: str) -> str:
@@ -605,7 +572,7 @@ def _remove_for(store: TAMStore, text: str, remove: Callable[[str], bool]) -> li
     if lowered == EVERY_DEVICE or lowered.startswith(("hwmodel:", UEID_FORM)):
         selector = _removal_selector(typed)
         return [selector] if remove(selector) else []
-    record = _known(store, typed)
+    record = known_device(store, typed)
     if record is None:
         return [typed] if remove(typed) else []
     names = [record.kid.hex()]
@@ -620,7 +587,7 @@ def _remove_for(store: TAMStore, text: str, remove: Callable[[str], bool]) -> li
 @selector_option
 def policy_remove(folder: Path, name: str, selector: str) -> None:
     """Stop requiring NAME; devices holding it remove it at their next session."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         removed = _remove_for(
             store, selector, lambda s: store.remove_policy(name, selector=s)
         )
@@ -634,7 +601,7 @@ def policy_remove(folder: Path, name: str, selector: str) -> None:
 @dir_option
 def policy_list(folder: Path) -> None:
     """List the policy entries."""
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         rows = [(p.component, p.selector) for p in store.list_policies()]
     print_table(("component", "devices"), rows)
 
@@ -659,7 +626,7 @@ def policy_delivery(folder: Path, limit: int | None) -> None:
     it or a newer version is catalogued.  Kept in the database: every
     worker applies a change at its next message, no restart needed.
     """
-    with _Closing(_store(folder)) as store:
+    with closing(open_store(folder)) as store:
         if limit is not None:
             store.set_max_failed_deliveries(limit)
         limit = store.max_failed_deliveries()
@@ -672,410 +639,5 @@ def policy_delivery(folder: Path, limit: int | None) -> None:
         )
 
 
-# -- devices --------------------------------------------------------------------------
-
-
-@tam.group("device")
-def device() -> None:
-    """Devices the TAM has met."""
-
-
-_SORT_KEYS = {
-    "first-seen": lambda d: (d.first_seen, d.kid),
-    "last-seen": lambda d: (d.last_seen, d.kid),
-    "status": lambda d: (d.status, d.kid),
-    "kid": lambda d: (d.kid,),
-    "label": lambda d: (d.label is None, d.label or "", d.kid),
-}
-"""How ``device list --sort`` orders devices (oldest or smallest first)."""
-
-
-@device.command("list")
-@dir_option
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    metavar="STATUS",
-    help="Only devices with this attestation status (affirming, warning, "
-    "contraindicated, quarantined, released, unknown...); repeatable.",
-)
-@click.option(
-    "--held", is_flag=True, help="Only devices with deliveries held back from them."
-)
-@click.option(
-    "--sort",
-    "sort_by",
-    type=click.Choice(sorted(_SORT_KEYS)),
-    default="first-seen",
-    show_default=True,
-    help="Order (oldest or smallest first); last-seen puts the devices "
-    "silent longest first.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
-def device_list(
-    folder: Path, statuses: tuple[str, ...], held: bool, sort_by: str, as_json: bool
-) -> None:
-    """List devices: attestation status, versions held back, last contact."""
-    wanted = sorted({s.strip().lower() for s in statuses}) if statuses else None
-    with _Closing(_store(folder)) as store:
-        devices = store.list_devices(statuses=wanted)
-        limit = store.max_failed_deliveries()
-        holding = store.held_counts(at_least=limit) if limit else {}
-    if held:
-        devices = [d for d in devices if d.kid in holding]
-    devices.sort(key=_SORT_KEYS[sort_by])
-    if as_json:
-        echo(
-            json.dumps(
-                [_device_json(d, held=holding.get(d.kid, 0)) for d in devices],
-                indent=2,
-            )
-        )
-        return
-    rows = [
-        (
-            d.kid.hex()[:16],
-            (d.ueid or b"").hex()[:16] or "-",
-            escape_controls(d.label) if d.label else "-",
-            d.status,
-            holding.get(d.kid, 0),
-            _ago(d.last_seen),
-        )
-        for d in devices
-    ]
-    print_table(("kid", "ueid", "label", "status", "held", "last seen"), rows)
-
-
-def _device_json(record: DeviceRecord, **extra: object) -> dict[str, object]:
-    """A device as ``--json`` prints it: byte strings in hex, times in
-    seconds since the epoch."""
-    return {
-        "kid": record.kid.hex(),
-        "ueid": None if record.ueid is None else record.ueid.hex(),
-        "hwmodel": None if record.hwmodel is None else record.hwmodel.hex(),
-        "label": record.label,
-        "numbering": record.numbering,
-        "status": record.status,
-        "status_reason": record.status_reason,
-        "status_at": record.status_at,
-        "first_seen": record.first_seen,
-        "last_seen": record.last_seen,
-        **extra,
-    }
-
-
-@device.command("show")
-@dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
-@click.argument("device_id")
-def device_show(folder: Path, as_json: bool, device_id: str) -> None:
-    """Show a device: components, appraisals, held deliveries, events, SUIT
-    reports."""
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        manifests = [
-            (components.display(tuple(cbor.loads(m))), s)
-            for m, s in store.device_manifests(record.kid)
-        ]
-        appraisals = store.list_appraisals(record.kid, 10)
-        limit = store.max_failed_deliveries()
-        holding = store.failed_deliveries(record.kid, at_least=limit) if limit else []
-        events = store.list_events(record.kid, 20)
-        reports = store.list_suit_reports(record.kid, 10)
-    if as_json:
-        shown = _device_json(
-            record,
-            manifests=[{"manifest": m, "sequence": s} for m, s in manifests],
-            appraisals=[
-                {"at": a.at, "status": a.status, "reason": a.reason} for a in appraisals
-            ],
-            held_deliveries=[
-                {
-                    "component": f.name,
-                    "kind": f.kind,
-                    "sequence": f.sequence_number,
-                    "failures": f.failures,
-                    "err_code": f.err_code,
-                    "err_name": error_name(f.err_code),
-                    "err_msg": f.err_msg,
-                    "last_at": f.last_at,
-                    "held_at": f.held_at,
-                }
-                for f in holding
-            ],
-            events=[_event_json(e) for e in events],
-            suit_reports={
-                "stored": len(reports),
-                "successful": sum(r.ok for r in reports),
-            },
-        )
-        echo(json.dumps(shown, indent=2))
-        return
-    console.print(f"device {record.kid.hex()}")
-    label = f"  label {escape_controls(record.label)}" if record.label else ""
-    console.print(
-        f"  ueid {(record.ueid or b'').hex() or '-'}{label}  "
-        f"last seen {_ago(record.last_seen)}"
-    )
-    console.print(f"  status {record.status}: {escape_controls(record.status_reason)}")
-    print_table(("manifest", "sequence"), manifests, title="components")
-    print_table(
-        ("when", "status", "reason"),
-        ((_ago(a.at), a.status, escape_controls(a.reason)) for a in appraisals),
-        title="appraisals",
-    )
-    print_table(
-        ("component", "sequence", "failures", "last error", "last failed"),
-        (
-            (
-                _label(f.name, f.kind),
-                f.sequence_number,
-                f.failures,
-                f"{error_name(f.err_code)}: {escape_controls(f.err_msg)}",
-                _ago(f.last_at),
-            )
-            for f in holding
-        ),
-        title="held deliveries",
-    )
-    print_table(
-        ("when", "event", "message"),
-        ((_ago(e.at), e.kind, escape_controls(e.message)) for e in events),
-        title="events",
-    )
-    console.print(
-        f"SUIT reports: {len(reports)} stored ({sum(r.ok for r in reports)} successful)"
-    )
-
-
-def _event_json(event: EventRecord) -> dict[str, object]:
-    return {
-        "at": event.at,
-        "device": None if event.device_kid is None else event.device_kid.hex(),
-        "kind": event.kind,
-        "message": event.message,
-    }
-
-
-def _find(store: TAMStore, device_id: str) -> DeviceRecord:
-    """The device an operator named, or a one-line failure."""
-    record = _known(store, device_id)
-    if record is None:
-        fail(_no_device(device_id))
-    return record
-
-
-@tam.command("events")
-@dir_option
-@click.option(
-    "--device",
-    "device_id",
-    default=None,
-    help="Only this device's events (kid, kid prefix, ueid or label).",
-)
-@click.option(
-    "--kind",
-    "kinds",
-    multiple=True,
-    metavar="KIND",
-    help="Only events of this kind (delivery-held, update-failed, "
-    "update-applied, ...); repeatable.",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 100_000),
-    default=50,
-    show_default=True,
-    help="How many of the newest events to print.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
-def events(
-    folder: Path,
-    device_id: str | None,
-    kinds: tuple[str, ...],
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Print the TAM's events, newest first, across the fleet or for one
-    device."""
-    with _Closing(_store(folder)) as store:
-        kid = None if device_id is None else _find(store, device_id).kid
-        found = store.list_events(
-            kid, limit, kinds=sorted({k.strip() for k in kinds}) if kinds else None
-        )
-    if as_json:
-        echo(json.dumps([_event_json(e) for e in found], indent=2))
-        return
-    print_table(
-        ("when", "device", "event", "message"),
-        (
-            (
-                _ago(e.at),
-                "-" if e.device_kid is None else e.device_kid.hex()[:16],
-                e.kind,
-                escape_controls(e.message),
-            )
-            for e in found
-        ),
-    )
-
-
-@device.command("reports")
-@dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
-@click.argument("device_id")
-def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
-    """Print a device's SUIT Reports decoded: manifest, result, failing record."""
-    from teep.cli.manifest import print_reports
-
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        stored = store.list_suit_reports(record.kid, 50)
-    print_reports([(r.at, r.ok, r.report) for r in stored], as_json)
-
-
-@device.command("release")
-@dir_option
-@click.argument("device_id")
-def device_release(folder: Path, device_id: str) -> None:
-    """Lift a device's quarantine: its next appraisal decides again."""
-    from teep.attestation.policy import QUARANTINED
-
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        if record.status != QUARANTINED:
-            fail(f"device {record.kid.hex()[:16]} is not quarantined ({record.status})")
-        store.set_device_status(
-            record.kid, "released", "quarantine lifted by an operator", now=time.time()
-        )
-        store.record_event(
-            record.kid,
-            kind="quarantine-released",
-            message="released by an operator",
-            now=time.time(),
-        )
-    console.print(
-        f"device {record.kid.hex()[:16]} released; appraised again next session"
-    )
-
-
-@device.command("label")
-@dir_option
-@click.argument("device_id")
-@click.argument("label", required=False)
-def device_label(folder: Path, device_id: str, label: str | None) -> None:
-    """Name a device LABEL, which every command then accepts in place of
-    its kid; without LABEL, remove its name."""
-    if label is not None:
-        _check_label(label)
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        store.set_device_label(record.kid, label)
-    kid = record.kid.hex()[:16]
-    if label is None:
-        console.print(f"device {kid}: label removed")
-    else:
-        console.print(f"device {kid} labelled {label}")
-
-
-def _check_label(label: str) -> None:
-    """Refuse a label that would read as something else where devices are
-    named: a kid or kid prefix, a ueid, a selector."""
-    text = label.strip()
-    if text != label or not text or not text.isprintable():
-        fail(f"bad label {escape_controls(label)!r}: give printable text")
-    if all(c in "0123456789abcdefABCDEF" for c in text):
-        fail(f"bad label {text!r}: a label of hex digits would read as a kid")
-    if text == EVERY_DEVICE or text.lower().startswith((UEID_FORM, "hwmodel:")):
-        fail(f"bad label {text!r}: it would read as a selector")
-
-
-@device.command("remove")
-@dir_option
-@click.argument("device_id")
-def device_remove(folder: Path, device_id: str) -> None:
-    """Forget a device: its record, what it holds, its failed deliveries.
-
-    Its events, appraisals and SUIT Reports stay; policy entries and
-    Personalization Data that name it stay too.  A device still enrolled
-    is met again at its next session.
-    """
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        store.remove_device(record.kid)
-        store.record_event(
-            record.kid,
-            kind="device-removed",
-            message="removed by an operator",
-            now=time.time(),
-        )
-    console.print(f"device {record.kid.hex()[:16]} removed")
-
-
-@device.command("retry")
-@dir_option
-@click.argument("device_id")
-@click.argument("name", required=False)
-def device_retry(folder: Path, device_id: str, name: str | None) -> None:
-    """Send what is held back from a device again at its next session: every
-    version, or component NAME's (and its Personalization Data's).
-
-    Their counts of failed deliveries start again from zero.
-    """
-    with _Closing(_store(folder)) as store:
-        record = _find(store, device_id)
-        if (
-            name is not None
-            and store.get_component(name) is None
-            and not any(f.name == name for f in store.failed_deliveries(record.kid))
-        ):
-            fail(f"no component named {name!r}")
-        cleared = store.clear_failed_deliveries(record.kid, name)
-        what = "every component" if name is None else name
-        if cleared:
-            store.record_event(
-                record.kid,
-                kind="delivery-retry",
-                message=f"{what}: released by an operator",
-                now=time.time(),
-            )
-    kid = record.kid.hex()[:16]
-    if cleared:
-        console.print(
-            f"device {kid}: {what} released ({cleared} version(s)); "
-            "sent again next session"
-        )
-    else:
-        console.print(f"device {kid}: nothing failed or held back for {what}")
-
-
-def _label(name: str, kind: str) -> str:
-    """How an entry is named in the device's tables."""
-    return name if kind == TA else f"{name}/{kind}"
-
-
-def _no_device(text: str) -> str:
-    hint = ""
-    if len(text) < 8:
-        hint = " (a kid prefix needs at least 8 hex digits)"
-    return f"no device matches {text!r}{hint}"
-
-
-def _ago(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-
-
-class _Closing:
-    """Close a store when the block ends."""
-
-    def __init__(self, store: TAMStore) -> None:
-        self.store = store
-
-    def __enter__(self) -> TAMStore:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
+tam.add_command(device)
+tam.add_command(events)
