@@ -390,3 +390,32 @@ def test_directory_is_an_unreadable_file(run: Run, tmp_path: Path) -> None:
     assert line == f"teep: error: cannot read {tmp_path}: Is a directory"
     line = assert_one_line_error(run("decode", "--key", str(tmp_path), "-"))
     assert line == f"teep: error: cannot read key file {tmp_path}: Is a directory"
+
+
+def test_input_larger_than_the_limit_is_refused(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file or standard input over the input limit is refused once the
+    limit is passed, not read whole; an endless device file stops there."""
+    from teep.cli import common
+
+    monkeypatch.setattr(common, "MAX_INPUT", 1024 * 1024)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"\x00" * (1024 * 1024 + 1))
+    line = assert_one_line_error(run("decode", str(path)))
+    assert line == f"teep: error: {path} is larger than 1 MiB: not read"
+    line = assert_one_line_error(run("decode", "-", input=b"\x00" * (2 * 1024 * 1024)))
+    assert line == "teep: error: standard input is larger than 1 MiB: not read"
+    line = assert_one_line_error(run("decode", "/dev/zero"))
+    assert line == "teep: error: /dev/zero is larger than 1 MiB: not read"
+    line = assert_one_line_error(run("manifest", "show", "/dev/zero"))
+    assert "larger than 1 MiB" in line
+
+
+def test_input_at_the_limit_is_read(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly the limit is still read (and here refused as not CBOR)."""
+    from teep.cli import common
+
+    monkeypatch.setattr(common, "MAX_INPUT", 64)
+    line = assert_one_line_error(run("decode", "-", input=b"\xff" * 64))
+    assert "larger than" not in line

@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import click
 from rich.console import Console
@@ -90,17 +90,41 @@ def _plain_table(columns: list[str], rows: list[list[str]], title: str | None) -
         click.echo("  ".join(padded).rstrip())
 
 
-def read_input(path: str) -> bytes:
-    """Read a whole file, or standard input when ``path`` is ``-``.
+MAX_INPUT = 512 * 1024 * 1024
+"""The largest file or standard input a command reads whole (bytes)."""
 
-    :raises CLIError: if the file cannot be read.
+_CHUNK = 1024 * 1024
+
+
+def read_input(path: str, limit: int | None = None) -> bytes:
+    """Read a whole file, or standard input when ``path`` is ``-``, of at
+    most ``limit`` bytes (default :data:`MAX_INPUT`).
+
+    The input is read a chunk at a time, so an endless one (``/dev/zero``,
+    a pipe that never closes) stops at the limit, and Ctrl-C interrupts it.
+
+    :raises CLIError: if the file cannot be read or is larger than ``limit``.
     """
-    if path == "-":
-        return sys.stdin.buffer.read()
+    name = "standard input" if path == "-" else path
+    limit = MAX_INPUT if limit is None else limit
     try:
-        return Path(path).read_bytes()
+        if path == "-":
+            return _read_limited(sys.stdin.buffer, name, limit)
+        with open(path, "rb") as stream:
+            return _read_limited(stream, name, limit)
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def _read_limited(stream: BinaryIO, name: str, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(min(_CHUNK, limit + 1 - size)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            fail(f"{name} is larger than {limit // (1024 * 1024)} MiB: not read")
+    return b"".join(parts)
 
 
 _HEX = re.compile(rb"(?:0x)?[0-9a-fA-F\s]+")
