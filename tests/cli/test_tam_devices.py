@@ -217,3 +217,40 @@ def test_label_and_remove(run: Run, fleet: Path) -> None:
     assert event.message == "removed by an operator"
     gone = run(*base, "remove", "--dir", str(fleet), B)
     assert "no device matches" in assert_one_line_error(gone)
+
+
+def test_component_still_held_is_not_removed_without_force(
+    run: Run, fleet: Path
+) -> None:
+    """A component a device still holds stays catalogued unless --force:
+    the TAM must know it to have devices delete it."""
+    assert (
+        run(
+            "tam", "component", "add", "--dir", str(fleet), "hello", ta(fleet)
+        ).exit_code
+        == 0
+    )
+    remove = ("tam", "component", "remove", "--dir", str(fleet), "hello")
+    line = assert_one_line_error(run(*remove))
+    assert line.startswith(
+        "teep: error: 1 device(s) still hold hello: 'teep tam policy remove'"
+    )
+    listed = run("tam", "component", "list", "--dir", str(fleet))
+    assert "hello" in listed.stdout
+    forced = run(*remove, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert forced.stdout.strip() == "component hello removed"
+
+
+def test_component_no_device_holds_is_removed(run: Run, fleet: Path) -> None:
+    """Once the holder reports it gone, removal needs no --force."""
+    assert (
+        run(
+            "tam", "component", "add", "--dir", str(fleet), "hello", ta(fleet)
+        ).exit_code
+        == 0
+    )
+    with _store(fleet) as store:
+        store.set_device_manifests(bytes.fromhex(B), [], now=5.0)
+    removed = run("tam", "component", "remove", "--dir", str(fleet), "hello")
+    assert removed.exit_code == 0, removed.stderr

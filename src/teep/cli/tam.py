@@ -448,9 +448,23 @@ def component_list(folder: Path) -> None:
     "takes it: its data by kid and by ueid), or for every device ('*'); "
     "implies --config.",
 )
-def component_remove(folder: Path, name: str, config: bool, device: str | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove NAME even though devices still hold it; they keep it, as the "
+    "TAM no longer knows it.",
+)
+def component_remove(
+    folder: Path, name: str, config: bool, device: str | None, force: bool
+) -> None:
     """Remove NAME (every version), its Personalization Data and its policy
-    entries; or, with --config or --device, only Personalization Data."""
+    entries; or, with --config or --device, only Personalization Data.
+
+    Devices delete a component only when the TAM, which knows it, no longer
+    requires it: while devices hold NAME, first 'teep tam policy remove' it
+    and let them run a session; removing it from the catalogue before that
+    needs --force and leaves it on them.
+    """
     with closing(open_store(folder)) as store:
         if device is not None:
             removed = _remove_for(
@@ -468,6 +482,13 @@ def component_remove(folder: Path, name: str, config: bool, device: str | None) 
                 fail(f"no Personalization Data of {name!r}")
             console.print(f"Personalization Data of {name} removed")
             return
+        holders = store.count_holders(name)
+        if holders and not force:
+            fail(
+                f"{holders} device(s) still hold {name}: 'teep tam policy remove' "
+                "it so they delete it at their next session, then remove it "
+                "(--force removes it now and leaves it on them)"
+            )
         if not store.remove_component(name):
             fail(f"no component named {name!r}")
     console.print(f"component {name} removed")

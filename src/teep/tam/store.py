@@ -76,9 +76,11 @@ from teep.tam.delivery_store import (
     DeliveryStore,
 )
 from teep.tam.models import (
+    TA,
     Appraisal,
     AppraisalRecord,
     AttestationKeyRecord,
+    Component,
     ComponentRecord,
     Device,
     DeviceManifest,
@@ -433,6 +435,18 @@ class TAMStore(DeliveryStore, ConfigurationStore):
             device_id = _device_id(session, kid)
             rows = run_core(session, _DEVICE_MANIFESTS_QUERY, {"device_id": device_id})
             return [(r.manifest_component_id, r.sequence_number) for r in rows]
+
+    def count_holders(self, name: str) -> int:
+        """How many devices last reported holding a version of component
+        ``name`` (its Trusted Component manifest, any sequence number)."""
+        manifests = select(Component.manifest_component_id).where(
+            Component.name == name, Component.kind == TA
+        )
+        query = select(func.count(func.distinct(DeviceManifest.device_id))).where(
+            DeviceManifest.manifest_component_id.in_(manifests)
+        )
+        with self._tx("count a component's holders", write=False) as session:
+            return int(session.scalar(query) or 0)
 
     def set_device_status(
         self, kid: bytes, status: str, reason: str, *, now: float
