@@ -105,3 +105,43 @@ def test_answer_trickling_past_the_exchange_deadline_fails(tmp_path: Path) -> No
         TransportError, match=r"did not finish its answer within 0\.5 s"
     ):
         asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "did not answer in HTTP/1.1 (bad status line)"),
+        (b"", "closed the connection without answering"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: " + TEEP + b"\r\n"
+            b"Content-Length: 100\r\n\r\nabc",
+            "closed the connection before its answer was whole",
+        ),
+    ],
+    ids=["not-http", "closed", "short-body"],
+)
+def test_peer_that_is_reached_but_misbehaves_is_named(
+    tmp_path: Path, answer: bytes, message: str
+) -> None:
+    """A peer that accepts the connection but does not answer in HTTP, or
+    closes early, is named as such on one line, not as unreachable."""
+    device = Device.init(tmp_path / "dev")
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> str:
+        server = await asyncio.start_server(reply, "127.0.0.1", 0)
+        uri = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/tam"
+        try:
+            with pytest.raises(TransportError) as info:
+                await Broker(device.agent, BrokerConfig()).policy_check(uri)
+        finally:
+            server.close()
+        return str(info.value)
+
+    text = asyncio.run(scenario())
+    assert message in text and "\n" not in text and "cannot reach" not in text

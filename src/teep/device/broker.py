@@ -155,6 +155,21 @@ class Broker:
             # operating system's reason is what a user can act on.
             reason = _os_reason(exc.os_error)
             raise TransportError(f"cannot reach the TAM at {uri}: {reason}") from None
+        except aiohttp.ServerDisconnectedError:
+            raise TransportError(
+                f"the TAM at {uri} closed the connection without answering"
+            ) from None
+        except aiohttp.ClientPayloadError:
+            raise TransportError(
+                f"the TAM at {uri} closed the connection before its answer was whole"
+            ) from None
+        except aiohttp.ClientResponseError as exc:
+            # Raised by the response parser: the peer was reached, but what it
+            # sent is not HTTP/1.1 (aiohttp's text spans lines and quotes it).
+            what = exc.message.split(":", 1)[0].strip().lower() or "malformed"
+            raise TransportError(
+                f"the TAM at {uri} did not answer in HTTP/1.1 ({what})"
+            ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"cannot reach the TAM at {uri}: {exc}") from None
         return data
