@@ -383,3 +383,24 @@ def test_first_query_request_signed_once_per_suite() -> None:
     assert final is not None and pre_rfc is not None
     assert [s.alg for s in cose.parse(final).signatures] == [-9, -19]
     assert [s.alg for s in cose.parse(pre_rfc).signatures] == [-9, -19, -7, -8]
+
+
+def test_agent_trusting_no_key_of_its_suite_says_so() -> None:
+    """An Agent that signs with ESP256 but trusts only the TAM's Ed25519 key
+    cannot take part in either suite: its Error names its suite and the kinds
+    of key it trusts, not only the algorithms of the message."""
+    ed25519 = PrivateKey.generate(KeyKind.ED25519)
+
+    class TrustsEd25519(FakeAgentHost):
+        def tam_keys(self, tam_uri: str) -> list[PublicKey]:
+            return [ed25519.public]
+
+    request = TAM(TAMConfig(keys=(TAM_KEY, ed25519)), FakeTAMHost()).connect().reply
+    assert request is not None
+    result = Agent(AgentConfig(key=AGENT_KEY), TrustsEd25519()).process(request, URI)
+    (event,) = [e for e in result.events if isinstance(e, ErrorSent)]
+    assert event.code == ErrCode.ERR_PERMANENT_ERROR
+    assert event.reason == (
+        "TAM signature not accepted: this Agent uses ESP256 and trusts no ESP256 "
+        "key of this TAM (its trusted keys are Ed25519)"
+    )

@@ -325,6 +325,8 @@ class Agent:
                 "the pre-RFC numbering is not enabled for this TAM"
             )
         keys = self.host.tam_keys(ctx.tam_uri)
+        if not any(key.kind.algs & self.algs for key in keys):
+            raise MalformedMessage(self._no_key_for_suite(keys))
         try:
             opened = open_signed(peeked, keys, dialect=ctx.dialect, algs=self.algs)
         except VerifyError as exc:
@@ -336,6 +338,18 @@ class Agent:
         if isinstance(message, Update):
             return self._update(message, ctx)
         raise MalformedMessage(f"a TAM does not send {type(message).__name__}")
+
+    def _no_key_for_suite(self, keys: Sequence[PublicKey]) -> str:
+        """Why a TAM cannot be heard when none of its trusted keys is of the
+        kind this Agent signs with (a cipher suite is used both ways)."""
+        suite = self.config.key.kind.default_alg.name
+        if not keys:
+            return "TAM signature not accepted: no key is trusted for this TAM"
+        kinds = ", ".join(sorted({key.kind.default_alg.name for key in keys}))
+        return (
+            f"TAM signature not accepted: this Agent uses {suite} and trusts no "
+            f"{suite} key of this TAM (its trusted keys are {kinds})"
+        )
 
     # -- QueryRequest -----------------------------------------------------------
 
