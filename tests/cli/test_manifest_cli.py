@@ -174,6 +174,50 @@ BAD = [
         6,
         "encryption.kek",
     ),
+    *(
+        (f'name = "x"\nsequence-number = {seq}\n', 2, "sequence-number")
+        for seq in ("99999999999999999999999", "9223372036854775808", "true", "1.0")
+    ),
+    (
+        "manifest-component-id = []\nsequence-number = 1\n[[component]]\n"
+        'id = ["a"]\npayload = "hello.wasm"\n',
+        1,
+        "manifest-component-id",
+    ),
+    (
+        'manifest-component-id = [{ hex = "00", colour = 1 }]\n',
+        1,
+        "manifest-component-id",
+    ),
+    (
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        "id = []\n",
+        5,
+        "component[0].id",
+    ),
+    *(
+        (
+            'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+            f"uri = {uri}\n",
+            5,
+            "component[0].uri",
+        )
+        for uri in (
+            '"not a uri at all \\n"',
+            '"not-a-uri"',
+            '"https://tam.example/a b"',
+            '"#"',
+            '"#tc\\t"',
+            '""',
+        )
+    ),
+    (
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        'uri = "#tc"\n\n[[component]]\nid = ["y"]\npayload = "hello.wasm"\n'
+        'uri = "#tc"\n',
+        10,
+        "component[1].uri",
+    ),
 ]
 
 
@@ -195,6 +239,57 @@ def test_description_errors_name_line_and_field(
     )
     message = assert_one_line_error(result)
     assert f"bad.toml:{line}: {field}:" in message
+
+
+def _create_bad(run: Run, folder: Path, text: str) -> str:
+    path = folder / "bad.toml"
+    path.write_text(text)
+    result = run(
+        "manifest", "create", str(path), "--signer", str(folder / "signer.pem"),
+        "-o", str(folder / "out.suit"),
+    )  # fmt: skip
+    message = assert_one_line_error(result)
+    assert not (folder / "out.suit").exists()
+    return message
+
+
+def test_duplicate_integrated_name_names_both_places(run: Run, folder: Path) -> None:
+    """Two components under one #name: the error points at the second and
+    names the first, even when the second has the name by default."""
+    message = _create_bad(
+        run,
+        folder,
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        'uri = "#tc1"\n[[component]]\nid = ["y"]\npayload = "hello.wasm"\n',
+    )
+    assert "bad.toml:6: component[1].uri: '#tc1' (the default)" in message
+    assert "component[0].uri at line 5" in message
+
+
+def test_dependency_sharing_a_component_name_refused(run: Run, folder: Path) -> None:
+    """A dependency integrated under a component's #name is refused."""
+    _hello(run, folder)
+    message = _create_bad(
+        run,
+        folder,
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        'uri = "#tc"\n[dependency]\nenvelope = "hello.suit"\nuri = "#tc"\n',
+    )
+    assert "bad.toml:8: dependency.uri: '#tc' is already used by" in message
+    assert "component[0].uri at line 5" in message
+
+
+def test_description_sequence_number_bounds(run: Run, folder: Path) -> None:
+    """0 and 2^63-1 are accepted and written as plain integers."""
+    for seq in (0, 2**63 - 1):
+        edit(
+            folder,
+            "hello",
+            "bounds",
+            (r"^sequence-number = 1", f"sequence-number = {seq}"),
+        )
+        out = create(run, folder, "bounds")
+        assert SuitEnvelope.decode(out.read_bytes()).manifest.sequence_number == seq
 
 
 def test_description_with_flags_refused(run: Run, folder: Path) -> None:

@@ -41,6 +41,7 @@ from teep.suit.registry import (
 from teep.suit.store import ComponentId
 
 __all__ = [
+    "MAX_SEQUENCE_NUMBER",
     "REPORT_ALL",
     "STAGING_SUFFIX",
     "ComponentSpec",
@@ -59,6 +60,9 @@ REPORT_ALL = int(SuitReportingPolicy(15))
 _RECORD_ON_FAILURE = int(SuitReportingPolicy.send_record_on_failure)
 STAGING_SUFFIX = b"encrypted"
 """Last element of the staging component an encrypted payload is fetched to."""
+MAX_SEQUENCE_NUMBER = 2**63 - 1
+"""The largest suit-manifest-sequence-number teep writes (a uint that every
+CBOR decoder reads as a 64-bit integer, never a bignum)."""
 
 
 def encode_sequence(*commands: tuple[int, Any]) -> bytes:
@@ -206,6 +210,36 @@ def _dependency_resolution(index: int, dependency: DependencySpec) -> bytes:
     )
 
 
+def _check_sequence_number(value: int) -> None:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_SEQUENCE_NUMBER
+    ):
+        raise SuitError(
+            f"sequence number {value!r} is out of range: "
+            f"give an integer from 0 to {MAX_SEQUENCE_NUMBER}"
+        )
+
+
+def _check_integrated_uris(
+    components: Sequence[ComponentSpec], dependency: DependencySpec | None
+) -> None:
+    # The envelope holds one payload per #name: two users of one name
+    # would make the device fetch the wrong bytes for one of them.
+    uris = [spec.uri for spec in components]
+    uris += [dependency.uri] if dependency is not None else []
+    seen: set[str] = set()
+    for uri in uris:
+        if uri.startswith("#"):
+            if uri in seen:
+                raise SuitError(
+                    f"integrated payload {uri!r} is named twice: "
+                    "give each integrated payload its own #name"
+                )
+            seen.add(uri)
+
+
 def compose_manifest(
     *,
     manifest_component_id: ComponentId,
@@ -227,10 +261,14 @@ def compose_manifest(
 
     :returns: the encoded manifest map (not bstr-wrapped).
     :raises ValueError: if there is no component.
+    :raises SuitError: if ``sequence_number`` is not in 0..2^63-1, or two
+        payloads (components, the dependency) share one integrated ``#name``.
     :raises SuitDecodeError: if the dependency's envelope is malformed.
     """
     if not components:
         raise ValueError("a manifest needs at least one component")
+    _check_sequence_number(sequence_number)
+    _check_integrated_uris(components, dependency)
     layout = _Layout(components, dependency)
     shared: Commands = []
     for index, spec in enumerate(components):
@@ -333,6 +371,7 @@ def build_envelope(
         shared KEKs (none: plaintext).
     :param content_algorithm: the content encryption when encrypting.
     :raises ValueError: if no URI is given for a detached payload.
+    :raises SuitError: if ``sequence_number`` is not in 0..2^63-1.
     :raises SuitUnsupportedError: for an unsupported algorithm or key.
     """
     if uri is None:
@@ -378,8 +417,17 @@ def envelope_of(
         dependencies by their ``#name`` keys, severed members by their
         manifest key.
     :param tagged: wrap the envelope in tag 107.
+    :raises SuitError: if a member's key is the authentication wrapper's or
+        the manifest's (it would replace them).
     """
     extra = dict(integrated or {})
+    own = {int(SuitEnvelopeKey.authentication_wrapper), int(SuitEnvelopeKey.manifest)}
+    for key in extra:
+        if not isinstance(key, str) and key in own:
+            raise SuitError(
+                f"envelope member {key!r} would replace the envelope's own: "
+                "give integrated payloads #name keys"
+            )
     members: dict[Any, Any] = {
         int(SuitEnvelopeKey.authentication_wrapper): _auth_wrapper(
             cbor.dumps(manifest), [signer]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,12 @@ from typing import Any, NoReturn
 from teep import components as names
 from teep.errors import ConfigError, KeyLoadError, TeepError, reason
 from teep.keys import COSEAlgorithm, PublicKey
-from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
+from teep.suit.builder import (
+    MAX_SEQUENCE_NUMBER,
+    ComponentSpec,
+    DependencySpec,
+    compose_manifest,
+)
 from teep.suit.encryption import (
     CONTENT_ALGORITHMS,
     EncryptionRecipient,
@@ -57,6 +63,8 @@ _DEPENDENCY = {"envelope", "uri"}
 _MANIFEST_TEXT = {k.name.replace("_", "-"): k for k in SuitTextKey}
 _COMPONENT_TEXT = {k.name.replace("_", "-"): k for k in SuitTextComponentKey}
 _UUID_HEX = re.compile(r"[0-9a-fA-F]{32}")
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:.")
+"""RFC 3986 4.3: an absolute URI starts with its scheme and a colon."""
 
 
 Where = tuple[str, int | None, str | None]
@@ -114,12 +122,16 @@ class _Context:
         self.lines = text.splitlines()
 
     def error(self, where: Where, message: str) -> NoReturn:
+        line = self.line_of(*where)
+        raise DescriptionError(f"{self.path}:{line}: {self.label(where)}: {message}")
+
+    @staticmethod
+    def label(where: Where) -> str:
+        """The field's name as messages show it (``component[1].uri``)."""
         table, index, key = where
-        label = ".".join(
+        return ".".join(
             p for p in (table + (f"[{index}]" if index is not None else ""), key) if p
         )
-        line = self.line_of(table, index, key)
-        raise DescriptionError(f"{self.path}:{line}: {label}: {message}")
 
     def line_of(self, table: str, index: int | None, key: str | None) -> int:
         """The line that sets ``key`` in ``[table]`` (or its ``index``-th
@@ -178,6 +190,7 @@ class _Parser:
         self.base = base
         self.payload_filter = payload_filter
         self.integrated: dict[str, bytes] = {}
+        self.integrated_at: dict[str, Where] = {}
         self.detached: dict[Path, bytes] = {}
         self.encrypted: list[str] = []
 
@@ -186,8 +199,15 @@ class _Parser:
         name = self._opt(doc, "name", str, ("", None, "name"))
         mcid = self._manifest_id(doc, name)
         seq = doc.get("sequence-number")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            self.ctx.error(("", None, "sequence-number"), "must be an integer >= 0")
+        if (
+            not isinstance(seq, int)
+            or isinstance(seq, bool)
+            or not 0 <= seq <= MAX_SEQUENCE_NUMBER
+        ):
+            self.ctx.error(
+                ("", None, "sequence-number"),
+                f"must be an integer from 0 to {MAX_SEQUENCE_NUMBER}",
+            )
         recipients, alg = self._encryption(doc.get("encryption"))
         tables = doc.get("component")
         if not isinstance(tables, list) or not tables:
@@ -240,11 +260,17 @@ class _Parser:
     def _ident(self, value: Any, where: Where) -> ComponentId:
         if not isinstance(value, list):
             self.ctx.error(where, "must be an array of strings or {hex = ...}")
+        if not value:
+            self.ctx.error(where, "must not be empty: give at least one element")
         parts: list[bytes] = []
         for part in value:
             if isinstance(part, str):
                 parts.append(part.encode())
-            elif isinstance(part, dict) and isinstance(part.get("hex"), str):
+            elif (
+                isinstance(part, dict)
+                and set(part) == {"hex"}
+                and isinstance(part["hex"], str)
+            ):
                 try:
                     parts.append(bytes.fromhex(part["hex"]))
                 except ValueError:
@@ -291,9 +317,7 @@ class _Parser:
                 payload = self.payload_filter(cid, str(table["payload"]), payload)
             except TeepError as exc:
                 self.ctx.error(at("payload"), str(exc))
-        uri = self._opt(table, "uri", str, at("uri")) or (
-            "#tc" if index == 0 else f"#tc{index}"
-        )
+        uri = self._uri(table, "#tc" if index == 0 else f"#tc{index}", at("uri"))
         shipped, info = payload, None
         if recipients:
             try:
@@ -304,7 +328,7 @@ class _Parser:
                 self.ctx.error(("encryption", None, None), str(exc))
             self.encrypted.append(names.display(cid))
         if uri.startswith("#"):
-            self.integrated[uri] = shipped
+            self._integrate(uri, shipped, at("uri"), "uri" not in table)
         elif info is not None:
             out = self._opt(table, "ciphertext", str, at("ciphertext"))
             target = self.base / (out or f"{table['payload']}.enc")
@@ -312,6 +336,40 @@ class _Parser:
         vendor = self._vendor(table.get("vendor-id"), at("vendor-id"))
         klass = self._class(table.get("class-id"), vendor, at("class-id"))
         return ComponentSpec(cid, payload, uri, vendor, klass, info)
+
+    def _uri(self, table: dict[str, Any], default: str, where: Where) -> str:
+        """The table's ``uri``: ``#name`` (integrated) or an absolute URI."""
+        uri: str | None = self._opt(table, "uri", str, where)
+        if uri is None:
+            return default
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in uri):
+            self.ctx.error(
+                where, f"{uri!r} has white space or control characters: remove them"
+            )
+        if uri.startswith("#"):
+            if uri == "#":
+                self.ctx.error(where, "'#' needs a name after it, as in '#tc'")
+        elif not _ABSOLUTE_URI.match(uri):
+            self.ctx.error(
+                where,
+                f"{uri!r} is neither '#name' (integrated) "
+                "nor an absolute URI (scheme:...) to fetch",
+            )
+        return uri
+
+    def _integrate(self, uri: str, data: bytes, where: Where, default: bool) -> None:
+        """Carry ``data`` in the envelope under ``uri``, once per name."""
+        first = self.integrated_at.get(uri)
+        if first is not None:
+            given = " (the default)" if default else ""
+            self.ctx.error(
+                where,
+                f"{uri!r}{given} is already used by {self.ctx.label(first)} "
+                f"at line {self.ctx.line_of(*first)}: "
+                "give each integrated payload its own #name",
+            )
+        self.integrated[uri] = data
+        self.integrated_at[uri] = where
 
     def _vendor(self, value: Any, where: Where) -> bytes | None:
         if value is None:
@@ -386,9 +444,10 @@ class _Parser:
             return self.ctx.error(where, f"not a SUIT envelope: {exc}")
         if mcid is None:
             self.ctx.error(where, "the dependency has no manifest-component-id")
-        uri = self._opt(table, "uri", str, ("dependency", None, "uri")) or "#dependency"
+        at = ("dependency", None, "uri")
+        uri = self._uri(table, "#dependency", at)
         if uri.startswith("#"):
-            self.integrated[uri] = envelope
+            self._integrate(uri, envelope, at, "uri" not in table)
         return DependencySpec(mcid, envelope, uri)
 
     def _text(
