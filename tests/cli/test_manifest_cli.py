@@ -218,6 +218,21 @@ BAD = [
         10,
         "component[1].uri",
     ),
+    *(
+        (
+            f'name = "x"\nsequence-number = 1\nreference-uri = {uri}\n'
+            '[[component]]\npayload = "hello.wasm"\n',
+            3,
+            "reference-uri",
+        )
+        for uri in (
+            '"not a uri"',
+            '"manifests/x.suit"',
+            '"#x"',
+            '""',
+            '"https://tam.example/a\\tb"',
+        )
+    ),
 ]
 
 
@@ -276,6 +291,132 @@ def test_dependency_sharing_a_component_name_refused(run: Run, folder: Path) -> 
         'uri = "#tc"\n[dependency]\nenvelope = "hello.suit"\nuri = "#tc"\n',
     )
     assert "bad.toml:8: dependency.uri: '#tc' is already used by" in message
+    assert "component[0].uri at line 5" in message
+
+
+KEK = f'[encryption]\nkek = "{"61" * 16}"\n'
+
+
+def _two(first: str, second: str, *, payload: str = "config.json") -> str:
+    """A description of component ``a`` (header on line 3, ``first`` from
+    line 6) then component ``b`` (``second`` after its payload line)."""
+    return (
+        'manifest-component-id = ["m"]\nsequence-number = 1\n'
+        f'[[component]]\nid = ["a"]\npayload = "config.json"\n{first}'
+        f'[[component]]\nid = ["b"]\npayload = "{payload}"\n{second}'
+    )
+
+
+def _create_ok(run: Run, folder: Path, text: str) -> None:
+    path = folder / "good.toml"
+    path.write_text(text)
+    result = run(
+        "manifest", "create", str(path), "--signer", str(folder / "signer.pem"),
+        "-o", str(folder / "good.suit"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+
+
+def test_default_ciphertext_files_collide(run: Run, folder: Path) -> None:
+    """Two fetched encrypted payloads from one file would both write
+    FILE.enc: refused, naming both components."""
+    message = _create_bad(
+        run,
+        folder,
+        _two(
+            'uri = "https://tam.example/a.enc"\n',
+            'uri = "https://tam.example/b.enc"\n',
+        )
+        + KEK,
+    )
+    assert (
+        "bad.toml:7: component[1].ciphertext: 'config.json.enc' (the default) "
+        "is already the ciphertext file of component[0].ciphertext at line 3 "
+        "(its default)"
+    ) in message
+    assert not (folder / "config.json.enc").exists()
+
+
+def test_explicit_ciphertext_files_collide(run: Run, folder: Path) -> None:
+    """Two spellings of one ciphertext file are one file."""
+    message = _create_bad(
+        run,
+        folder,
+        _two(
+            'uri = "https://tam.example/a.enc"\nciphertext = "a.enc"\n',
+            'uri = "https://tam.example/b.enc"\nciphertext = "./a.enc"\n',
+        )
+        + KEK,
+    )
+    assert (
+        "bad.toml:12: component[1].ciphertext: './a.enc' is already the "
+        "ciphertext file of component[0].ciphertext at line 7:"
+    ) in message
+
+
+def test_own_ciphertext_files_are_written(run: Run, folder: Path) -> None:
+    """Each fetched encrypted payload given its own file gets it."""
+    _create_ok(
+        run,
+        folder,
+        _two(
+            'uri = "https://tam.example/a.enc"\nciphertext = "a.enc"\n',
+            'uri = "https://tam.example/b.enc"\nciphertext = "b.enc"\n',
+        )
+        + KEK,
+    )
+    a, b = (folder / "a.enc").read_bytes(), (folder / "b.enc").read_bytes()
+    assert a and b and a != b
+
+
+def test_one_uri_two_payloads_refused(run: Run, folder: Path) -> None:
+    """A device cannot fetch two different payloads from one URI."""
+    uri = 'uri = "https://tam.example/x"\n'
+    message = _create_bad(run, folder, _two(uri, uri, payload="hello.wasm"))
+    assert (
+        "bad.toml:10: component[1].uri: 'https://tam.example/x' is already "
+        "fetched by component[0].uri at line 6 and the payloads differ"
+    ) in message
+
+
+def test_one_uri_one_payload_accepted(run: Run, folder: Path) -> None:
+    """The same bytes fetched from one URI for two components is fine."""
+    uri = 'uri = "https://tam.example/x"\n'
+    _create_ok(run, folder, _two(uri, uri))
+
+
+def test_one_uri_two_encryptions_refused(run: Run, folder: Path) -> None:
+    """Encrypting one payload twice gives two ciphertexts: one URI cannot
+    serve both."""
+    message = _create_bad(
+        run,
+        folder,
+        _two(
+            'uri = "https://tam.example/x"\nciphertext = "a.enc"\n',
+            'uri = "https://tam.example/x"\nciphertext = "b.enc"\n',
+        )
+        + KEK,
+    )
+    assert (
+        "bad.toml:11: component[1].uri: 'https://tam.example/x' is already "
+        "fetched by component[0].uri at line 6 and each encrypted payload has "
+        "its own ciphertext"
+    ) in message
+
+
+def test_dependency_fetched_from_a_component_uri_refused(
+    run: Run, folder: Path
+) -> None:
+    """The dependency and a component fetched from one URI are refused."""
+    _hello(run, folder)
+    message = _create_bad(
+        run,
+        folder,
+        'name = "x"\nsequence-number = 1\n[[component]]\npayload = "hello.wasm"\n'
+        'uri = "https://tam.example/x"\n[dependency]\nenvelope = "hello.suit"\n'
+        'uri = "https://tam.example/x"\n',
+    )
+    assert "bad.toml:8: dependency.uri: 'https://tam.example/x' is already" in message
     assert "component[0].uri at line 5" in message
 
 

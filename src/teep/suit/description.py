@@ -192,6 +192,8 @@ class _Parser:
         self.integrated: dict[str, bytes] = {}
         self.integrated_at: dict[str, Where] = {}
         self.detached: dict[Path, bytes] = {}
+        self.detached_at: dict[Path, tuple[Where, bool]] = {}
+        self.fetched: dict[str, tuple[bytes, Where, bool]] = {}
         self.encrypted: list[str] = []
 
     def parse(self, doc: dict[str, Any]) -> ManifestDescription:
@@ -224,9 +226,7 @@ class _Parser:
             detached=self.detached,
             dependency=self._dependency(doc.get("dependency")),
             text=self._text(doc.get("text"), tables, specs),
-            reference_uri=self._opt(
-                doc, "reference-uri", str, ("", None, "reference-uri")
-            ),
+            reference_uri=self._reference_uri(doc),
             tagged=bool(self._opt(doc, "tagged", bool, ("", None, "tagged"))),
             signer=None if signer is None else self.base / signer,
             encrypted=tuple(self.encrypted),
@@ -329,23 +329,43 @@ class _Parser:
             self.encrypted.append(names.display(cid))
         if uri.startswith("#"):
             self._integrate(uri, shipped, at("uri"), "uri" not in table)
-        elif info is not None:
-            out = self._opt(table, "ciphertext", str, at("ciphertext"))
-            target = self.base / (out or f"{table['payload']}.enc")
-            self.detached[target] = shipped
+        else:
+            if info is not None:
+                out = self._opt(table, "ciphertext", str, at("ciphertext"))
+                name = out or f"{table['payload']}.enc"
+                self._detach(name, shipped, at("ciphertext"), out is None)
+            self._fetch(uri, shipped, at("uri"), info is not None)
         vendor = self._vendor(table.get("vendor-id"), at("vendor-id"))
         klass = self._class(table.get("class-id"), vendor, at("class-id"))
         return ComponentSpec(cid, payload, uri, vendor, klass, info)
+
+    def _reference_uri(self, doc: dict[str, Any]) -> str | None:
+        """``reference-uri``: an absolute URI, where the manifest is found."""
+        where: Where = ("", None, "reference-uri")
+        uri: str | None = self._opt(doc, "reference-uri", str, where)
+        if uri is None:
+            return None
+        self._printable(uri, where)
+        if not _ABSOLUTE_URI.match(uri):
+            self.ctx.error(
+                where,
+                f"{uri!r} is not an absolute URI: give scheme:... "
+                "(as in https://tam.example/manifests/x.suit)",
+            )
+        return uri
+
+    def _printable(self, uri: str, where: Where) -> None:
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in uri):
+            self.ctx.error(
+                where, f"{uri!r} has white space or control characters: remove them"
+            )
 
     def _uri(self, table: dict[str, Any], default: str, where: Where) -> str:
         """The table's ``uri``: ``#name`` (integrated) or an absolute URI."""
         uri: str | None = self._opt(table, "uri", str, where)
         if uri is None:
             return default
-        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in uri):
-            self.ctx.error(
-                where, f"{uri!r} has white space or control characters: remove them"
-            )
+        self._printable(uri, where)
         if uri.startswith("#"):
             if uri == "#":
                 self.ctx.error(where, "'#' needs a name after it, as in '#tc'")
@@ -364,12 +384,54 @@ class _Parser:
             given = " (the default)" if default else ""
             self.ctx.error(
                 where,
-                f"{uri!r}{given} is already used by {self.ctx.label(first)} "
-                f"at line {self.ctx.line_of(*first)}: "
+                f"{uri!r}{given} is already used by {self._at_line(first)}: "
                 "give each integrated payload its own #name",
             )
         self.integrated[uri] = data
         self.integrated_at[uri] = where
+
+    def _at_line(self, where: Where) -> str:
+        """``component[0].uri at line 5``: a field's place in a message."""
+        return f"{self.ctx.label(where)} at line {self.ctx.line_of(*where)}"
+
+    def _fetch(self, uri: str, data: bytes, where: Where, encrypted: bool) -> None:
+        """Note that the device fetches ``data`` from ``uri``: one URI serves
+        one byte string, so a second, different one is refused."""
+        first = self.fetched.get(uri)
+        if first is None:
+            self.fetched[uri] = (data, where, encrypted)
+            return
+        before, place, was_encrypted = first
+        if before == data:
+            return
+        why = (
+            "each encrypted payload has its own ciphertext"
+            if encrypted or was_encrypted
+            else "the payloads differ"
+        )
+        self.ctx.error(
+            where,
+            f"{uri!r} is already fetched by {self._at_line(place)} and {why}: "
+            "a URI serves one payload, give each its own uri",
+        )
+
+    def _detach(self, name: str, data: bytes, where: Where, default: bool) -> None:
+        """Write ``data`` to ``name`` beside the description, once per file."""
+        target = self.base / name
+        key = target.resolve()
+        first = self.detached_at.get(key)
+        if first is not None:
+            place, first_default = first
+            given = " (the default)" if default else ""
+            also = " (its default)" if first_default else ""
+            self.ctx.error(
+                where,
+                f"{name!r}{given} is already the ciphertext file of "
+                f"{self._at_line(place)}{also}: give each fetched encrypted "
+                "payload its own ciphertext file",
+            )
+        self.detached[target] = data
+        self.detached_at[key] = (where, default)
 
     def _vendor(self, value: Any, where: Where) -> bytes | None:
         if value is None:
@@ -448,6 +510,8 @@ class _Parser:
         uri = self._uri(table, "#dependency", at)
         if uri.startswith("#"):
             self._integrate(uri, envelope, at, "uri" not in table)
+        else:
+            self._fetch(uri, envelope, at, False)
         return DependencySpec(mcid, envelope, uri)
 
     def _text(
