@@ -422,3 +422,29 @@ def test_stalled_body_times_out(
     assert "Traceback" not in caplog.text
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert lines == ["request body from 127.0.0.1 not complete in time"]
+
+
+@pytest.mark.parametrize(
+    "path", [f"/teep/v1/appraise?nonce={b64url(NONCE)}", "session"]
+)
+def test_declared_oversized_body_refused_at_once(served: Served, path: str) -> None:
+    """A Content-Length over the limit is a problem+json 413 from the header
+    alone, with the connection closed, not a wait for a body never sent."""
+    if path == "session":
+        path = "/" + new_session(served).split("//")[1].split("/", 1)[1]
+    host, port = served.url.split("//")[1].split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(_head(path, 99_999_999_999))
+        stream = conn.makefile("rb")
+        status = int(stream.readline().split()[1])
+        elapsed = time.monotonic() - started
+        headers = {}
+        while line := stream.readline().strip():
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = stream.read(int(headers["content-length"]))
+    assert status == 413
+    assert elapsed < 2.0
+    assert headers["connection"].lower() == "close"
+    assert json.loads(body)["status"] == 413

@@ -18,9 +18,11 @@ POST /teep/v1/appraise?nonce=B64URL         200, the EAR itself
 
 The challenge-response calls want ``Accept:
 application/vnd.veraison.challenge-response-session+json`` (406 otherwise).
-Errors are ``application/problem+json`` (RFC 7807).  A request body not
-complete within ``read_timeout`` seconds is 408 and the connection closed; a
-client that closes its connection mid-body is one log line.  One deviation from
+Errors are ``application/problem+json`` (RFC 7807).  A request body over
+64 KiB is 413 and the connection closed (from ``Content-Length`` alone, before
+any of the body is read, when the header declares it); a body not complete
+within ``read_timeout`` seconds is 408 and the connection closed; a client
+that closes its connection mid-body is one log line.  One deviation from
 Veraison: the session's ``result`` is the EAR as a CWT in unpadded base64url,
 not a JWT, because teep's EARs are CBOR.
 """
@@ -137,7 +139,8 @@ def _problems(service: VerifierService) -> Any:
                 headers["Accept"] = ", ".join(service.media_types)
             return _problem(exc.http_status, exc.title, str(exc), headers)
         except web.HTTPRequestEntityTooLarge:
-            return _problem(413, "Payload Too Large", f"over {MAX_BODY} bytes")
+            detail = f"over {MAX_BODY} bytes"
+            return _closing(_problem(413, "Payload Too Large", detail))
         except _BodyTimeout as exc:
             log.warning("request body from %s not complete in time", request.remote)
             detail = f"the request body was not complete within {exc.seconds:g} s"
@@ -165,9 +168,16 @@ class _ClientGone(Exception):
 async def _read_body(request: web.Request, timeout: float) -> bytes:
     """The whole request body, within ``timeout`` seconds.
 
+    A body declared (``Content-Length``) over :data:`MAX_BODY` is refused
+    from the header alone, before any of it is read.
+
+    :raises web.HTTPRequestEntityTooLarge: if the body is over the limit.
     :raises _BodyTimeout: if it is not complete in time.
     :raises _ClientGone: if the connection is lost first.
     """
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=declared)
     try:
         return await asyncio.wait_for(request.read(), timeout)
     except TimeoutError:
