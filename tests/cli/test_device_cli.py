@@ -3,6 +3,7 @@ how a sent QueryResponse is described."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -168,3 +169,42 @@ def test_run_refuses_a_bad_tam_uri(run: Run, folder: Path) -> None:
         run("device", "run", "--dir", str(folder), "--tam-uri", "http://")
     )
     assert "has no host" in line
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"), [("", "http:// or https://"), ("  ", "spaces")]
+)
+def test_run_refuses_an_empty_tam_uri(
+    run: Run, tmp_path: Path, uri: str, reason: str
+) -> None:
+    """An empty or blank --tam-uri is refused, not replaced by the device's
+    stored TAM URI."""
+    path = tmp_path / "dev"
+    stored = "http://127.0.0.1:1/tam"
+    assert run("device", "init", "--dir", str(path), "--tam-uri", stored).exit_code == 0
+    line = assert_one_line_error(
+        run("device", "run", "--dir", str(path), "--tam-uri", uri)
+    )
+    assert "the TAM URI" in line and reason in line
+    assert stored not in line
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"tam_uri": 5}, "tam_uri must be a string or null"),
+        ({"verifier_url": ["http://v"]}, "verifier_url must be a string or null"),
+        ({"verifier_mode": 1}, "verifier_mode must be 'teep' or 'veraison'"),
+        ({"verifier_mode": "rats"}, "verifier_mode must be 'teep' or 'veraison'"),
+        ([], "it must hold a JSON object"),
+    ],
+)
+def test_wrong_type_setting_is_one_line(
+    run: Run, folder: Path, data: object, says: str
+) -> None:
+    """Every device.json setting is checked by type when the device is
+    opened: one line naming the file and the setting, no internal error."""
+    settings = folder / "device.json"
+    settings.write_text(json.dumps(data))
+    line = assert_one_line_error(run("device", "run", "--dir", str(folder)))
+    assert line == f"teep: error: cannot read {settings}: {says}"

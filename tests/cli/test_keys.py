@@ -80,6 +80,22 @@ def test_generate_refuses_to_overwrite(run: Run, tmp_path: Path) -> None:
     assert out.read_bytes() != before
 
 
+@pytest.mark.parametrize(
+    ("parent", "reason"),
+    [("missing/deeper", "No such file or directory"), ("file", "Not a directory")],
+)
+def test_generate_makes_no_folder(
+    run: Run, tmp_path: Path, parent: str, reason: str
+) -> None:
+    """A missing parent folder is refused, as every other file teep writes,
+    not made; nothing is written."""
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / parent / "k.pem"
+    line = assert_one_line_error(run("keys", "generate", str(out)))
+    assert line == f"teep: error: cannot write {out}: {reason}"
+    assert not (tmp_path / "missing").exists()
+
+
 def test_export_cose(run: Run, tmp_path: Path) -> None:
     """export-cose writes a COSE_Key that loads back as the same key."""
     key = PrivateKey.generate()

@@ -285,6 +285,68 @@ def test_bad_limit_setting_is_one_line(
     assert assert_one_line_error(result).endswith(says)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("database", 5, "database must be a string"),
+        ("host", ["127.0.0.1"], "host must be a string"),
+        ("freshness", None, "freshness must be a string"),
+        ("endpoints", ["/tam"], "endpoints must be an object of URL paths"),
+        ("endpoints", {"/tam": 1}, "endpoints must be an object of URL paths"),
+        ("workers", "2", "workers must be a whole number"),
+        ("attestation", "builtin", "attestation must be an object"),
+        ("attestation", {"verifier": 1}, "attestation.verifier must be a string"),
+        (
+            "attestation",
+            {"verifier_keys": "v.pem"},
+            "attestation.verifier_keys must be a list of files",
+        ),
+        (
+            "attestation",
+            {"encrypted_evidence": "yes"},
+            "attestation.encrypted_evidence must be true or false",
+        ),
+        (
+            "attestation",
+            {"warning_installs": 1},
+            "attestation.warning_installs must be true or false",
+        ),
+        ("colour", "blue", "unknown setting 'colour'"),
+    ],
+)
+def test_wrong_type_setting_is_one_line(
+    run: Run, home: Path, name: str, value: object, says: str
+) -> None:
+    """Every tam.json setting is checked by type when the folder is opened:
+    one line naming the file and the setting, never an internal error."""
+    settings = home / "tam.json"
+    data = json.loads(settings.read_text())
+    data[name] = value
+    settings.write_text(json.dumps(data))
+    result = run("tam", "device", "list", "--dir", str(home))
+    line = assert_one_line_error(result)
+    assert line.startswith(f"teep: error: cannot read {settings}: {says}")
+
+
+def test_unknown_attestation_key_refused_on_open(run: Run, home: Path) -> None:
+    """An unknown key of the attestation object is refused by any command
+    that opens the folder, not only by the server."""
+    settings = home / "tam.json"
+    data = json.loads(settings.read_text())
+    data["attestation"] = {"verifier": "builtin", "verifer_keys": []}
+    settings.write_text(json.dumps(data))
+    result = run("tam", "device", "list", "--dir", str(home))
+    assert "unknown attestation keys ['verifer_keys']" in assert_one_line_error(result)
+
+
+def test_settings_not_an_object_is_one_line(run: Run, home: Path) -> None:
+    """A tam.json that holds no JSON object is named as such."""
+    settings = home / "tam.json"
+    settings.write_text("[1, 2]")
+    result = run("tam", "device", "list", "--dir", str(home))
+    assert assert_one_line_error(result).endswith("it must hold a JSON object")
+
+
 def test_delivery_limit_setting(run: Run, home: Path) -> None:
     """``tam policy delivery`` shows the limit (3 by default) and sets it in
     the database; 0 means never hold back."""

@@ -108,8 +108,28 @@ def test_list_json(run: Run, fleet: Path) -> None:
     assert entry["label"] == "rack-7" and entry["held"] == 1
     assert entry["status"] == "contraindicated" and entry["status_reason"] == "bad"
     assert entry["last_seen"] == 40.0
-    empty = run("tam", "device", "list", "--dir", str(fleet), "--json", "--status", "x")
+    empty = run(
+        "tam", "device", "list", "--dir", str(fleet), "--json", "--status", "released"
+    )
     assert json.loads(empty.stdout) == []
+
+
+@pytest.mark.parametrize("status", ["bogus", "affirmed", ""])
+def test_list_refuses_an_unknown_status(run: Run, fleet: Path, status: str) -> None:
+    """An --status no device can have is a usage error listing the ones it can."""
+    result = run("tam", "device", "list", "--dir", str(fleet), "--status", status)
+    line = assert_one_line_error(result, code=2)
+    assert f"{status!r} is not a status" in line
+    for known in (
+        "affirming",
+        "warning",
+        "contraindicated",
+        "none",
+        "quarantined",
+        "released",
+        "unknown",
+    ):
+        assert known in line
 
 
 def test_show_json(run: Run, fleet: Path) -> None:

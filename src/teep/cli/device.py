@@ -245,8 +245,9 @@ def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
     if not math.isfinite(timeout):
         raise click.BadParameter("not a finite number", param_hint="'--timeout'")
     dev = Device.open(folder)
-    uri = tam_uri or dev.settings.tam_uri
-    if not uri:
+    # A --tam-uri given is checked even when empty, not replaced by the stored one.
+    uri = dev.settings.tam_uri if tam_uri is None else tam_uri
+    if uri is None or (tam_uri is None and not uri):
         fail("no TAM URI: pass --tam-uri or set one with 'teep device init --tam-uri'")
     problem = http_uri_problem(uri)
     if problem is not None:

@@ -7,7 +7,9 @@ side (a TAM's trust anchors, a device's).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import click
@@ -54,6 +56,11 @@ def generate(kind: str, force: bool, out: Path) -> None:
     key's thumbprint (its kid) is printed in hex.
     """
     pub = public_path(out)
+    # Like every other file teep writes: no folder is made for it.
+    folder = out.parent
+    if not folder.is_dir():
+        missing = errno.ENOTDIR if folder.exists() else errno.ENOENT
+        fail(f"cannot write {out}: {os.strerror(missing)}")
     for target in (out, pub):
         if target.exists() and not force:
             fail(f"{target} exists (use --force to overwrite)")

@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 from teep import cbor, components
+from teep.attestation.ar4si import TrustTier
+from teep.attestation.policy import QUARANTINED
 from teep.cli.common import console, echo, fail, print_table
 from teep.cli.tam_common import UEID_FORM, ago, dir_option, find_device, open_store
 from teep.tam.models import EVERY_DEVICE, TA, DeviceRecord, EventRecord
@@ -32,6 +34,31 @@ _SORT_KEYS = {
 }
 """How ``device list --sort`` orders devices (oldest or smallest first)."""
 
+RELEASED = "released"
+"""The status of a device an operator took out of quarantine."""
+STATUSES = (
+    *(tier.name for tier in TrustTier if tier is not TrustTier.none),
+    TrustTier.none.name,
+    QUARANTINED,
+    RELEASED,
+    "unknown",  # a device not appraised since it was stored
+)
+"""Every attestation status a device can have: an appraisal's tier, or what
+the TAM or an operator set."""
+
+
+def _check_statuses(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A click callback: ``values`` in lower case, each a known status."""
+    wanted = tuple(v.strip().lower() for v in values)
+    for given, status in zip(values, wanted, strict=True):
+        if status not in STATUSES:
+            raise click.BadParameter(
+                f"{given!r} is not a status (use {', '.join(STATUSES)})", ctx, param
+            )
+    return wanted
+
 
 @device.command("list")
 @dir_option
@@ -40,8 +67,9 @@ _SORT_KEYS = {
     "statuses",
     multiple=True,
     metavar="STATUS",
-    help="Only devices with this attestation status (affirming, warning, "
-    "contraindicated, quarantined, released, unknown...); repeatable.",
+    callback=_check_statuses,
+    help=f"Only devices with this attestation status ({', '.join(STATUSES)}); "
+    "repeatable.",
 )
 @click.option(
     "--held", is_flag=True, help="Only devices with deliveries held back from them."
@@ -60,7 +88,7 @@ def device_list(
     folder: Path, statuses: tuple[str, ...], held: bool, sort_by: str, as_json: bool
 ) -> None:
     """List devices: attestation status, versions held back, last contact."""
-    wanted = sorted({s.strip().lower() for s in statuses}) if statuses else None
+    wanted = sorted(set(statuses)) if statuses else None
     with closing(open_store(folder)) as store:
         devices = store.list_devices(statuses=wanted)
         limit = store.max_failed_deliveries()
@@ -275,14 +303,12 @@ def device_reports(folder: Path, as_json: bool, device_id: str) -> None:
 @click.argument("device_id")
 def device_release(folder: Path, device_id: str) -> None:
     """Lift a device's quarantine: its next appraisal decides again."""
-    from teep.attestation.policy import QUARANTINED
-
     with closing(open_store(folder)) as store:
         record = find_device(store, device_id)
         if record.status != QUARANTINED:
             fail(f"device {record.kid.hex()[:16]} is not quarantined ({record.status})")
         store.set_device_status(
-            record.kid, "released", "quarantine lifted by an operator", now=time.time()
+            record.kid, RELEASED, "quarantine lifted by an operator", now=time.time()
         )
         store.record_event(
             record.kid,

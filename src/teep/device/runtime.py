@@ -90,12 +90,21 @@ class DeviceSettings:
             return cls()
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("it must hold a JSON object")
+            for name in ("tam_uri", "verifier_url"):
+                if not isinstance(data.get(name), (str, type(None))):
+                    raise ValueError(f"{name} must be a string or null")
+            mode = data.get("verifier_mode", "teep")
+            if mode not in [m.value for m in VerifierMode]:
+                choices = " or ".join(repr(m.value) for m in VerifierMode)
+                raise ValueError(f"verifier_mode must be {choices}")
             return cls(
                 tam_uri=data.get("tam_uri"),
                 verifier_url=data.get("verifier_url"),
-                verifier_mode=data.get("verifier_mode", "teep"),
+                verifier_mode=mode,
             )
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {path}: {reason(exc)}") from None
 
 

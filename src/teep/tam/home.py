@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from teep.errors import ConfigError, reason
@@ -78,12 +78,28 @@ class TAMSettings:
     described in :mod:`teep.verifier.tam_settings`."""
 
     def __post_init__(self) -> None:
+        for name in ("database", "host", "freshness"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string")
+        if not isinstance(self.endpoints, dict) or not all(
+            isinstance(v, str) for v in self.endpoints.values()
+        ):
+            raise TypeError(
+                "endpoints must be an object of URL paths to numberings"
+                " (final or pre-rfc)"
+            )
         if self.threads is not None and not isinstance(self.threads, bool):
             raise TypeError("threads must be true, false or null")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int):
             raise TypeError("workers must be a whole number")
         for name, low, whole in _NUMBERS:
             _check_number(name, getattr(self, name), low, whole)
+        if self.attestation is None:
+            self.attestation = {}
+        if not isinstance(self.attestation, dict):
+            raise TypeError("attestation must be an object")
+        for key, value in self.attestation.items():
+            _check_attestation(key, value)
 
 
 _NUMBERS = (
@@ -108,6 +124,34 @@ def _check_number(name: str, value: object, low: float, whole: bool) -> None:
         raise ValueError(f"{name} must be at least {low}, not {value}")
     if name == "port" and value > 65535:
         raise ValueError(f"port must be at most 65535, not {value}")
+
+
+_ATTESTATION_KINDS: dict[str, str] = {
+    "verifier": "a string",
+    "verifier_mode": "a string",
+    "verifier_keys": "a list of files",
+    "encrypted_evidence": "true or false",
+    "model": "a string",
+    "warning_installs": "true or false",
+    "contraindicated": "a string",
+}
+"""What each known key of the ``attestation`` object must hold (unknown keys
+are refused by :class:`TAMAttestationSettings`)."""
+
+
+def _check_attestation(key: object, value: object) -> None:
+    """Refuse a known ``attestation`` key holding a value of the wrong type."""
+    kind = _ATTESTATION_KINDS.get(str(key))
+    if kind is None:
+        return
+    if kind == "a string":
+        fits = isinstance(value, str)
+    elif kind == "true or false":
+        fits = isinstance(value, bool)
+    else:
+        fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not fits:
+        raise TypeError(f"attestation.{key} must be {kind}")
 
 
 class TAMHome:
@@ -177,10 +221,17 @@ class TAMHome:
             raise ConfigError(f"no TAM in {folder} (run 'teep tam init' first)")
         try:
             raw = json.loads(file.read_text())
+            if not isinstance(raw, dict):
+                raise TypeError("it must hold a JSON object")
+            unknown = sorted(set(raw) - {f.name for f in fields(TAMSettings)})
+            if unknown:
+                raise TypeError(f"unknown setting {unknown[0]!r}")
             settings = TAMSettings(**raw)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot read {file}: {reason(exc)}") from None
-        return cls(folder, settings)
+        home = cls(folder, settings)
+        home.attestation_settings()
+        return home
 
     @property
     def database_url(self) -> str:
