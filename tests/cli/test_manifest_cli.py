@@ -369,6 +369,131 @@ def test_own_ciphertext_files_are_written(run: Run, folder: Path) -> None:
     assert a and b and a != b
 
 
+def _one(ciphertext: str, after: str = "", *, top: str = "") -> str:
+    """Component ``a``, encrypted and fetched, its ``ciphertext`` on line 7
+    (plus the lines of ``top``), then ``after`` (from line 10, inside
+    ``[encryption]`` until another table starts)."""
+    return (
+        f'{top}manifest-component-id = ["m"]\nsequence-number = 1\n'
+        '[[component]]\nid = ["a"]\npayload = "config.json"\n'
+        f'uri = "https://tam.example/a.enc"\nciphertext = "{ciphertext}"\n'
+        f"{KEK}{after}"
+    )
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def _refused_untouched(run: Run, folder: Path, text: str) -> str:
+    """Create from ``text``: refused, and no file written or changed."""
+    (folder / "bad.toml").write_text(text)
+    before = _files(folder)
+    message = _create_bad(run, folder, text)
+    assert _files(folder) == before
+    return message
+
+
+@pytest.mark.parametrize(
+    ("top", "ciphertext", "after", "line", "what"),
+    [
+        ("", "config.json", "", 7, "the file of component[0].payload at line 5"),
+        (
+            "",
+            "hello.wasm",
+            '[[component]]\nid = ["b"]\npayload = "hello.wasm"\n',
+            7,
+            "the file of component[1].payload at line 12",
+        ),
+        (
+            "",
+            "hello.suit",
+            '[dependency]\nenvelope = "hello.suit"\n',
+            7,
+            "the file of dependency.envelope at line 11",
+        ),
+        (
+            "",
+            "device-kek.pub.pem",
+            'recipient = "device-kek.pub.pem"\n',
+            7,
+            "the file of encryption.recipient at line 10",
+        ),
+        ('signer = "own.pem"\n', "own.pem", "", 8, "the file of signer at line 1"),
+        ("", "signer.pem", "", 7, "the signing key (--signer)"),
+        ("", "out.suit", "", 7, "the output envelope (-o)"),
+        ("", "bad.toml", "", 7, "the description itself"),
+    ],
+)
+def test_ciphertext_overwriting_a_file_refused(
+    run: Run, folder: Path, top: str, ciphertext: str, after: str, line: int, what: str
+) -> None:
+    """A ciphertext file that is an input (any component's payload, a key,
+    the dependency, the description) or the output envelope would destroy
+    it: refused, naming it, before anything is written."""
+    _hello(run, folder)
+    message = _refused_untouched(run, folder, _one(ciphertext, after, top=top))
+    assert (
+        f"bad.toml:{line}: component[0].ciphertext: '{ciphertext}' would "
+        f"overwrite {what}: give the ciphertext a file of its own"
+    ) in message
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_ciphertext_through_a_link_refused(run: Run, folder: Path, hard: bool) -> None:
+    """Another name for a payload file (a symbolic or a hard link) is the
+    same file."""
+    link = folder / "link.json"
+    if hard:
+        link.hardlink_to(folder / "config.json")
+    else:
+        link.symlink_to("config.json")
+    message = _refused_untouched(run, folder, _one("link.json"))
+    assert (
+        "component[0].ciphertext: 'link.json' would overwrite the file of "
+        "component[0].payload at line 5"
+    ) in message
+
+
+def test_default_ciphertext_overwriting_a_payload_refused(
+    run: Run, folder: Path
+) -> None:
+    """The default PAYLOAD.enc is refused too when another payload is it."""
+    (folder / "config.json.enc").write_bytes(b"another payload")
+    message = _refused_untouched(
+        run,
+        folder,
+        _two('uri = "https://tam.example/a.enc"\n', "", payload="config.json.enc")
+        + KEK,
+    )
+    assert (
+        "bad.toml:3: component[0].ciphertext: 'config.json.enc' (the default) "
+        "would overwrite the file of component[1].payload at line 9"
+    ) in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "kek", "line", "why"),
+    [
+        ('uri = "https://tam.example/a"\n', "", 7, "the payload is not encrypted"),
+        ('uri = "#tc"\n', KEK, 7, "the payload is integrated ('#tc'), not fetched"),
+        ("", KEK, 6, "the payload is integrated ('#tc'), not fetched"),
+    ],
+)
+def test_ciphertext_where_it_does_not_apply_refused(
+    run: Run, folder: Path, uri: str, kek: str, line: int, why: str
+) -> None:
+    """A ciphertext on a payload that is not encrypted, or that rides in
+    the envelope, would be ignored: refused, saying when it applies."""
+    text = (
+        'manifest-component-id = ["m"]\nsequence-number = 1\n[[component]]\n'
+        f'id = ["a"]\npayload = "config.json"\n{uri}ciphertext = "a.enc"\n{kek}'
+    )
+    message = _refused_untouched(run, folder, text)
+    assert f"bad.toml:{line}: component[0].ciphertext: {why}" in message
+    assert "applies only with" in message
+
+
 def test_one_uri_two_payloads_refused(run: Run, folder: Path) -> None:
     """A device cannot fetch two different payloads from one URI."""
     uri = 'uri = "https://tam.example/x"\n'

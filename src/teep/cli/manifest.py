@@ -107,7 +107,10 @@ def _component_payload(cid: ComponentId, name: str, data: bytes) -> bytes:
 def _create_from(path: Path, signer: Path | None, output: str) -> None:
     from teep.suit.description import load_description
 
-    desc = load_description(path, payload_filter=_component_payload)
+    others: dict[str, str | Path] = {"the output envelope (-o)": output}
+    if signer is not None:
+        others["the signing key (--signer)"] = signer
+    desc = load_description(path, payload_filter=_component_payload, others=others)
     key_file = signer or desc.signer
     if key_file is None:
         fail(f"{path}: no signer: give --signer or a 'signer' field")

@@ -14,6 +14,7 @@ and finds the line that sets it in the text itself.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 import unicodedata
@@ -160,12 +161,19 @@ bytes); raises a TeepError to refuse it."""
 
 
 def load_description(
-    path: str | Path, *, payload_filter: PayloadFilter | None = None
+    path: str | Path,
+    *,
+    payload_filter: PayloadFilter | None = None,
+    others: Mapping[str, str | Path] | None = None,
 ) -> ManifestDescription:
     """Read a TOML description and the files it names (relative to it).
 
     :param payload_filter: applied to each component payload as read (the
         ``teep`` command compiles WebAssembly text and checks modules with it).
+    :param others: files the caller reads or writes besides those the
+        description names, by what they are (``"the output envelope (-o)"``);
+        like the description's own files, no ciphertext file may be one of
+        them (``-`` is standard output, never a file).
 
     :raises DescriptionError: if anything in it is missing or wrong, with
         the file, line and field in the message.
@@ -179,7 +187,8 @@ def load_description(
         value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DescriptionError(f"{source}: not valid TOML: {exc}") from None
-    return _Parser(_Context(source, text), source.parent, payload_filter).parse(value)
+    parser = _Parser(_Context(source, text), source.parent, payload_filter)
+    return parser.parse(value, others or {})
 
 
 class _Parser:
@@ -189,6 +198,8 @@ class _Parser:
         self.ctx = ctx
         self.base = base
         self.payload_filter = payload_filter
+        self.inputs: list[tuple[Path, Where]] = []
+        self.ciphertexts: list[tuple[Path, str, Where, bool]] = []
         self.integrated: dict[str, bytes] = {}
         self.integrated_at: dict[str, Where] = {}
         self.detached: dict[Path, bytes] = {}
@@ -196,7 +207,9 @@ class _Parser:
         self.fetched: dict[str, tuple[bytes, Where, bool]] = {}
         self.encrypted: list[str] = []
 
-    def parse(self, doc: dict[str, Any]) -> ManifestDescription:
+    def parse(
+        self, doc: dict[str, Any], others: Mapping[str, str | Path]
+    ) -> ManifestDescription:
         self._known(doc, _TOP, "")
         name = self._opt(doc, "name", str, ("", None, "name"))
         mcid = self._manifest_id(doc, name)
@@ -218,13 +231,17 @@ class _Parser:
             self._component(t, i, name, recipients, alg) for i, t in enumerate(tables)
         ]
         signer = self._opt(doc, "signer", str, ("", None, "signer"))
+        if signer:
+            self.inputs.append((self.base / signer, ("", None, "signer")))
+        dependency = self._dependency(doc.get("dependency"))
+        self._spare(others)
         return ManifestDescription(
             manifest_component_id=mcid,
             sequence_number=seq,
             components=tuple(specs),
             integrated=self.integrated,
             detached=self.detached,
-            dependency=self._dependency(doc.get("dependency")),
+            dependency=dependency,
             text=self._text(doc.get("text"), tables, specs),
             reference_uri=self._reference_uri(doc),
             tagged=bool(self._opt(doc, "tagged", bool, ("", None, "tagged"))),
@@ -252,6 +269,7 @@ class _Parser:
     def _file(self, name: Any, where: Where) -> bytes:
         if not isinstance(name, str) or not name:
             self.ctx.error(where, "must name a file")
+        self.inputs.append((self.base / name, where))
         try:
             return (self.base / name).read_bytes()
         except OSError as exc:
@@ -318,6 +336,9 @@ class _Parser:
             except TeepError as exc:
                 self.ctx.error(at("payload"), str(exc))
         uri = self._uri(table, "#tc" if index == 0 else f"#tc{index}", at("uri"))
+        out = self._opt(table, "ciphertext", str, at("ciphertext"))
+        if out is not None:
+            self._ciphertext_applies(out, uri, bool(recipients), at("ciphertext"))
         shipped, info = payload, None
         if recipients:
             try:
@@ -331,7 +352,6 @@ class _Parser:
             self._integrate(uri, shipped, at("uri"), "uri" not in table)
         else:
             if info is not None:
-                out = self._opt(table, "ciphertext", str, at("ciphertext"))
                 name = out or f"{table['payload']}.enc"
                 self._detach(name, shipped, at("ciphertext"), out is None)
             self._fetch(uri, shipped, at("uri"), info is not None)
@@ -415,6 +435,42 @@ class _Parser:
             "a URI serves one payload, give each its own uri",
         )
 
+    def _ciphertext_applies(
+        self, name: str, uri: str, encrypted: bool, where: Where
+    ) -> None:
+        """A ``ciphertext`` is only for an encrypted payload the device fetches."""
+        if not name:
+            self.ctx.error(where, "must name a file")
+        if not encrypted:
+            self.ctx.error(
+                where,
+                "the payload is not encrypted: ciphertext applies only with "
+                "[encryption] and an absolute uri, remove it",
+            )
+        if uri.startswith("#"):
+            self.ctx.error(
+                where,
+                f"the payload is integrated ({uri!r}), not fetched: ciphertext "
+                "applies only with an absolute uri, remove it",
+            )
+
+    def _spare(self, others: Mapping[str, str | Path]) -> None:
+        """Refuse a ciphertext file that is a file the description reads
+        (payloads, keys, the dependency, the description itself) or one of
+        ``others``: writing it would destroy that file."""
+        kept = [(path, f"the file of {self._at_line(at)}") for path, at in self.inputs]
+        kept.append((self.ctx.path, "the description itself"))
+        kept += [(Path(p), what) for what, p in others.items() if str(p) != "-"]
+        for target, name, where, default in self.ciphertexts:
+            for path, what in kept:
+                if _same_file(target, path):
+                    given = " (the default)" if default else ""
+                    self.ctx.error(
+                        where,
+                        f"{name!r}{given} would overwrite {what}: give the "
+                        "ciphertext a file of its own",
+                    )
+
     def _detach(self, name: str, data: bytes, where: Where, default: bool) -> None:
         """Write ``data`` to ``name`` beside the description, once per file."""
         target = self.base / name
@@ -432,6 +488,7 @@ class _Parser:
             )
         self.detached[target] = data
         self.detached_at[key] = (where, default)
+        self.ciphertexts.append((target, name, where, default))
 
     def _vendor(self, value: Any, where: Where) -> bytes | None:
         if value is None:
@@ -534,3 +591,14 @@ class _Parser:
             }
         # manifest 8.4.4: the text map is keyed by language tag first.
         return {"en-US": entries} if entries else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: one resolved path, or (both
+    existing) one file under two names, as links make."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
