@@ -208,3 +208,32 @@ def test_wrong_type_setting_is_one_line(
     settings.write_text(json.dumps(data))
     line = assert_one_line_error(run("device", "run", "--dir", str(folder)))
     assert line == f"teep: error: cannot read {settings}: {says}"
+
+
+def test_trust_tam_notes_a_key_of_another_suite(
+    run: Run, folder: Path, tmp_path: Path
+) -> None:
+    """Trusting only a TAM key of a kind the Agent does not sign with is
+    taken, with a note that sessions need a key of the Agent's suite."""
+    ed25519 = tmp_path / "tam-ed25519.pub.pem"
+    ed25519.write_bytes(PrivateKey.generate(KeyKind.ED25519).public.to_pem())
+    p256 = tmp_path / "tam-p256.pub.pem"
+    p256.write_bytes(PrivateKey.generate(KeyKind.P256).public.to_pem())
+    alone = run("device", "trust-tam", "--dir", str(folder), str(ed25519))
+    assert alone.exit_code == 0, alone.stderr
+    assert "note: this Agent signs with ESP256" in alone.stdout
+    both = run("device", "trust-tam", "--dir", str(folder), str(p256))
+    assert both.exit_code == 0 and "note:" not in both.stdout
+
+
+def test_unrequest_withdraws_a_pending_request(run: Run, folder: Path) -> None:
+    """unrequest of a component requested and not installed withdraws the
+    request; of one neither installed nor requested, it is refused."""
+    assert run("device", "request", "--dir", str(folder), "extra").exit_code == 0
+    withdrawn = run("device", "unrequest", "--dir", str(folder), "extra")
+    assert withdrawn.exit_code == 0, withdrawn.stderr
+    assert withdrawn.stdout.strip() == "request for extra withdrawn"
+    again = assert_one_line_error(
+        run("device", "unrequest", "--dir", str(folder), "extra")
+    )
+    assert again == "teep: error: component 'extra' is neither installed nor requested"

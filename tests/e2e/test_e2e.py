@@ -189,3 +189,25 @@ def test_state_survives_sigkill(demo: tuple[Path, str, str]) -> None:
         assert not any(isinstance(e, ComponentsChanged) for e in events)
     finally:
         second.stop()
+
+
+def test_run_names_a_request_the_tam_did_not_meet(
+    demo: tuple[Path, str, str], server: Server
+) -> None:
+    """``device run`` after ``device request`` of a component the TAM does not
+    catalogue ends normally and names the request still pending."""
+    device_dir = str(demo[0] / "device")
+    asked = subprocess.run(
+        teep("device", "request", "--dir", device_dir, "nosuch"),
+        capture_output=True, text=True, env=environment(), timeout=60,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    try:
+        done = subprocess.run(
+            teep("device", "run", "--dir", device_dir, "--tam-uri", server.url),
+            capture_output=True, text=True, env=environment(), timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "requested and not sent by the TAM: nosuch" in done.stdout
+    finally:
+        Device.open(demo[0] / "device").unrequest("nosuch")

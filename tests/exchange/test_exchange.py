@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from teep import components
+from teep.errors import ConfigError
 from teep.keys import COSEAlgorithm, KeyKind, PrivateKey
 from teep.protocol.agent import ComponentsChanged, Dropped, ErrorSent, QueryAnswered
 from teep.protocol.messages import (
@@ -117,6 +118,28 @@ def test_request_and_unrequest(world: World) -> None:
     assert installed(world, "extra") is None
     assert installed(world) == 1
     assert world.device.tee.unneeded == []
+
+
+def test_request_the_tam_cannot_meet_stays_pending_until_withdrawn(
+    world: World,
+) -> None:
+    """A request for a component the TAM does not catalogue is refused
+    (recorded on the TAM) and stays pending on the device, which can
+    withdraw it; a name neither installed nor requested is refused."""
+    world.device.request("nosuch")
+    world.session()
+    kid = world.device.tee.agent_key.public.thumbprint
+    (event,) = world.store.list_events(kid, 1, kinds=["request-refused"])
+    assert event.message == "unknown component requested"
+    assert world.device.pending_requests() == ["nosuch"]
+    assert world.device.unrequest("nosuch") is True
+    assert world.device.pending_requests() == []
+    steps = world.session()
+    response = from_agent(world, steps[0].agent.reply or b"")
+    assert isinstance(response, QueryResponse)
+    assert not response.requested_tc_list and not response.unneeded_manifest_list
+    with pytest.raises(ConfigError, match="neither installed nor requested"):
+        world.device.unrequest("nosuch")
 
 
 def test_request_for_a_newer_version_than_catalogued_refused(world: World) -> None:

@@ -115,6 +115,15 @@ def trust_tam(folder: Path, keyfiles: tuple[Path, ...], tam_uri: str | None) -> 
         key = PublicKey.load(keyfile)
         dev.tee.add_tam_key(key, tam_uri)
         console.print(f"trusting TAM key {key.kid.hex()[:16]}..")
+    suite = dev.tee.agent_key.kind
+    trusted = dev.tee.trusted_tam_keys(tam_uri)
+    if not any(k.kind.algs & suite.algs for k in trusted):
+        alg = suite.default_alg.name
+        console.print(
+            f"note: this Agent signs with {alg} and a TAM must too (a cipher "
+            f"suite is used both ways): trust the TAM's {alg} key as well, or "
+            "sessions with it fail"
+        )
 
 
 @device.command("trust-signer")
@@ -268,6 +277,13 @@ def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
             name = codec.error_code_name(event.code)
             _say(f"the TAM refused this device: {name}: {event.reason}")
     _say(f"session ended after {outcome.round_trips} round trip(s)")
+    pending = dev.pending_requests()
+    if pending and not failed:
+        _say(
+            f"requested and not sent by the TAM: {', '.join(pending)} "
+            "('teep tam events' on the TAM says why; 'teep device unrequest' "
+            "withdraws a request)"
+        )
     if failed:
         sys.exit(1)
 
@@ -344,8 +360,11 @@ def request(folder: Path, name: str) -> None:
 @dir_option
 @click.argument("name")
 def unrequest(folder: Path, name: str) -> None:
-    """Tell the TAM at the next session that NAME is no longer needed."""
-    Device.open(folder).unrequest(name)
+    """Tell the TAM at the next session that NAME is no longer needed, or
+    withdraw a request for NAME not met yet."""
+    if Device.open(folder).unrequest(name):
+        console.print(f"request for {name} withdrawn")
+        return
     console.print(f"{name} marked unneeded; run 'teep device run' to contact the TAM")
 
 

@@ -300,13 +300,33 @@ class Device:
         if cid not in self.tee.requested:
             self.tee.requested = [*self.tee.requested, cid]
 
-    def unrequest(self, name: str) -> None:
-        """UnrequestTA: tell the TAM the component is no longer needed."""
+    def unrequest(self, name: str) -> bool:
+        """UnrequestTA: tell the TAM the component is no longer needed; for
+        a component asked for and not yet installed, withdraw the request.
+
+        :returns: True if a pending request was withdrawn (nothing is sent
+            to the TAM), False if the TAM is to be told at the next session.
+        :raises ConfigError: if the component is neither installed nor requested.
+        """
         mid = components.manifest_id(name)
         if self.tee.components.manifest(mid) is None:
-            raise ConfigError(f"component {name!r} is not installed")
+            cid = components.component_id(name)
+            if cid not in self.tee.requested:
+                raise ConfigError(
+                    f"component {name!r} is neither installed nor requested"
+                )
+            self.tee.requested = [c for c in self.tee.requested if c != cid]
+            return True
         if mid not in self.tee.unneeded:
             self.tee.unneeded = [*self.tee.unneeded, mid]
+        return False
+
+    def pending_requests(self) -> list[str]:
+        """Names of the components requested and not installed yet."""
+        return [
+            components.name_of(cid) or components.display(cid)
+            for cid in self.tee.requested
+        ]
 
     def invoke(self, name: str, stdin: bytes = b"") -> ComponentResult:
         """Run an installed component in the WebAssembly sandbox.
