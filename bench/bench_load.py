@@ -46,9 +46,9 @@ from teep.device.runtime import Device
 from teep.keys import KeyKind, PrivateKey
 from teep.protocol.registry import TEEP_MEDIA_TYPE
 from teep.suit.builder import build_envelope
+from teep.tam.catalogue import add_component
 from teep.tam.home import SETTINGS, TAMHome
 from teep.tam.models import DeviceRecord
-from teep.tam.service import add_component
 from teep.tam.store import TAMStore, normalise_url
 
 NAME = "hello"

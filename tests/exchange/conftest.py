@@ -17,7 +17,8 @@ from teep.protocol.agent import AgentResult
 from teep.protocol.registry import FINAL, Dialect
 from teep.protocol.tam import TAM, TAMConfig, TAMResult
 from teep.suit.builder import build_envelope
-from teep.tam.service import TAMService, add_component
+from teep.tam.catalogue import add_component
+from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
 
 URI = "http://tam.test/tam"

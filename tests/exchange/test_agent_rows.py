@@ -30,7 +30,7 @@ from teep.protocol.registry import (
 )
 from teep.protocol.signing import open_signed, peek, sign_message
 from teep.suit.report import decode_report
-from teep.tam.service import add_component
+from teep.tam.catalogue import add_component
 
 from .conftest import NAME, URI, World, envelope, trust_signer
 

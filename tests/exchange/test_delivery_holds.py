@@ -13,9 +13,9 @@ from teep.keys import KeyKind, PrivateKey
 from teep.protocol.messages import Error, Update
 from teep.protocol.registry import FINAL, ErrCode
 from teep.protocol.signing import open_signed, peek, sign_message
+from teep.tam.catalogue import add_component
 from teep.tam.delivery_store import DEFAULT_MAX_FAILED_DELIVERIES
 from teep.tam.models import TA
-from teep.tam.service import add_component
 from teep.tam.store import DeliveryFailureRecord
 
 from .conftest import NAME, URI, Step, World, envelope, trust_signer

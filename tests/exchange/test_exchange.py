@@ -23,7 +23,7 @@ from teep.protocol.registry import FINAL, PRE_RFC, Dialect, ErrCode
 from teep.protocol.signing import open_signed, peek, sign_message
 from teep.protocol.tam import TAM, Appraised, TAMConfig
 from teep.suit.builder import build_envelope
-from teep.tam.service import add_component
+from teep.tam.catalogue import add_component
 
 from .conftest import NAME, URI, Step, World, envelope, module, trust_signer
 
@@ -288,7 +288,7 @@ def test_untrusted_manifest_signer_refused(world: World) -> None:
     rogue = PrivateKey.generate(KeyKind.P256)
     trust_signer(world.store, rogue.public, "rogue signer")
     world.store.remove_policy(NAME, selector="*")
-    from teep.tam.service import add_component
+    from teep.tam.catalogue import add_component
 
     add_component(world.store, "rogue", envelope("rogue", rogue), now=0.0)
     world.store.add_policy("rogue", selector="*")

@@ -17,8 +17,8 @@ from teep.suit.builder import ComponentSpec, DependencySpec, compose_manifest
 from teep.suit.builder import envelope_of as sign
 from teep.suit.encryption import encrypt_payload
 from teep.suit.envelope import SuitEnvelope
+from teep.tam.catalogue import add_component
 from teep.tam.models import CONFIG, TA
-from teep.tam.service import add_component
 from teep.tam.store import StaleVersionError
 
 from .conftest import NAME, World, envelope

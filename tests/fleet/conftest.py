@@ -25,8 +25,8 @@ from teep.device.components import demo_component_wasm
 from teep.device.runtime import Device
 from teep.keys import KeyKind, PrivateKey
 from teep.suit.builder import build_envelope
+from teep.tam.catalogue import add_component
 from teep.tam.home import SETTINGS, TAMHome
-from teep.tam.service import add_component
 from teep.tam.store import TAMStore
 
 POSTGRES_ENV = "TEEP_TEST_POSTGRES_URL"

@@ -33,7 +33,8 @@ from teep.device.runtime import Device
 from teep.keys import KeyKind, PrivateKey
 from teep.protocol.tam import TAM, TAMConfig
 from teep.suit.builder import build_envelope
-from teep.tam.service import TAMService, add_component
+from teep.tam.catalogue import add_component
+from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
 
 EXAMPLES = int(os.environ.get("TEEP_FUZZ_EXAMPLES", "100"))

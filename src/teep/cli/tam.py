@@ -35,6 +35,7 @@ from teep.cli.tam_devices import device, events
 from teep.errors import TeepError
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
+from teep.tam.catalogue import add_component
 from teep.tam.database import unhex
 from teep.tam.home import ATTESTATION_KEY_FILE, TAMHome
 from teep.tam.http import (
@@ -50,7 +51,7 @@ from teep.tam.models import (
     TA,
     ComponentRecord,
 )
-from teep.tam.service import TAMService, add_component
+from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
 
 
