@@ -139,6 +139,30 @@ def test_new_session_bad_parameters(served: Served, query: str) -> None:
     assert json.loads(body)["status"] == 400
 
 
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("nonceSize=0", "nonceSize is 8 to 64 bytes"),
+        ("nonceSize=7", "nonceSize is 8 to 64 bytes"),
+        ("nonceSize=65", "nonceSize is 8 to 64 bytes"),
+        ("nonceSize=1000", "nonceSize is 8 to 64 bytes"),
+        ("nonceSize=" + "9" * 5000, "nonceSize is 8 to 64 bytes"),
+        ("nonceSize=-1", "nonceSize is not a number of bytes in plain decimal"),
+        ("nonceSize=032", "nonceSize is not a number of bytes in plain decimal"),
+        ("nonceSize=00", "nonceSize is not a number of bytes in plain decimal"),
+    ],
+)
+def test_new_session_bad_nonce_size_is_named(
+    served: Served, query: str, detail: str
+) -> None:
+    """A well-formed nonceSize out of range says the range; only a malformed
+    one is called not plain decimal."""
+    url = f"{served.url}/challenge-response/v1/newSession?{query}"
+    status, _, body = http("POST", url, b"", ACCEPT)
+    assert status == 400
+    assert json.loads(body)["detail"] == detail
+
+
 @pytest.mark.parametrize("size", [8, 64])
 def test_new_session_nonce_size_bounds(served: Served, size: int) -> None:
     """nonceSize 8 and 64, the ends of the range, are minted."""
@@ -300,13 +324,15 @@ def test_discovery_names_ear_key(served: Served) -> None:
 
 
 def test_client_refuses_untrusted_verifier(served: Served, world: World) -> None:
-    """An EAR signed by a Verifier the client does not trust is refused."""
+    """An EAR signed by a Verifier the client does not trust is refused as
+    no appraisal at all (status none): it says nothing about the device."""
     stranger = PrivateKey.generate(KeyKind.P256).public
     client = VerifierClient(served.url, (stranger,))
     appraisal = client.appraise(
         world.device.evidence(NONCE), nonce=NONCE, cnf_key=None, now=time.time()
     )
     assert appraisal.error is UnknownAttesterError
+    assert appraisal.status is TrustTier.none
     assert not appraisal.affirming
 
 

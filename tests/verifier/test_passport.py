@@ -8,7 +8,7 @@ from exchange.conftest import NAME, World
 from teep import components
 from teep.attestation.ear import EAR_MEDIA_TYPE
 from teep.device.runtime import Device
-from teep.keys import PublicKey
+from teep.keys import KeyKind, PrivateKey, PublicKey
 from teep.protocol.messages import Attestation, QueryRequest, QueryResponse, Update
 from teep.protocol.registry import FINAL, ErrCode
 from teep.protocol.signing import open_signed, peek
@@ -148,3 +148,46 @@ def test_remote_refusal_keeps_the_verifiers_reason(
     assert record.status == "contraindicated"
     assert "nonce" not in record.reason
     assert "cnf" not in record.reason
+
+
+def test_enrolled_device_with_an_untrusted_verifier_keeps_its_components(
+    world: World, served: Served
+) -> None:
+    """A device that holds components and then presents an EAR from a
+    Verifier the TAM does not trust is asked to attest again (err-code 7,
+    status none): nothing is removed, as no appraisal was made."""
+    world.session()  # enrolled and served by a normal background check
+    assert held(world.device)
+    passport(world.device, served.url)
+    world.service.verifier_keys = ()
+    steps = world.session()
+    assert steps[0].after is not None and steps[0].after.reply is not None
+    update = update_of(world, steps[0].after.reply)
+    assert update.err_code == ErrCode.ERR_ATTESTATION_REQUIRED
+    assert not update.unneeded_manifest_list
+    assert held(world.device)
+    kid = world.device.tee.agent_key.kid
+    (record, *_) = world.store.list_appraisals(kid)
+    assert record.status == "none"
+    assert "no trusted Verifier key" in record.reason
+
+
+def test_tam_misconfigured_verifier_key_removes_nothing(
+    world: World, served: Served
+) -> None:
+    """Background check through a remote Verifier whose key the TAM has
+    wrong: its results cannot be checked, which says nothing about the
+    device; the device keeps what it holds."""
+    world.session()
+    assert held(world.device)
+    stranger = PrivateKey.generate(KeyKind.P256).public
+    world.service.attestation_verifier = VerifierClient(served.url, (stranger,))
+    steps = world.session()
+    assert steps[0].after is not None and steps[0].after.reply is not None
+    update = update_of(world, steps[0].after.reply)
+    assert update.err_code == ErrCode.ERR_ATTESTATION_REQUIRED
+    assert not update.unneeded_manifest_list
+    assert held(world.device)
+    (record, *_) = world.store.list_appraisals(world.device.tee.agent_key.kid)
+    assert record.status == "none"
+    assert record.reason.startswith("the Verifier's result is unusable")

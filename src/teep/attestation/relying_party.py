@@ -33,7 +33,12 @@ from teep.attestation.encryption import (
     decrypt,
     is_encrypted,
 )
-from teep.attestation.errors import EvidenceDecodeError, EvidenceError
+from teep.attestation.errors import (
+    EvidenceDecodeError,
+    EvidenceError,
+    FreshnessError,
+    UnknownAttesterError,
+)
 from teep.attestation.evidence import decode_claims_payload, parse_token
 from teep.attestation.verifier import Appraisal, AttestationVerifier
 from teep.errors import KeyLoadError, TeepError
@@ -162,6 +167,16 @@ class RelyingParty:
                 cnf_key=agent_key,
                 max_age=self.result_max_age,
             )
+        except (UnknownAttesterError, FreshnessError) as exc:
+            # A result from a Verifier this TAM does not trust, or one too
+            # old or for another session, proves nothing either way: the
+            # device is asked to attest again (ERR_ATTESTATION_REQUIRED)
+            # and keeps what it holds.  A forged or malformed result from a
+            # trusted Verifier, or one bound to another key, is refused.
+            return Appraisal(
+                TrustTier.none, {}, f"Attestation Result not usable: {exc}",
+                None, None, None, None, type(exc),
+            )  # fmt: skip
         except EvidenceError as exc:
             return refusal(exc)
         return appraisal_of(result)

@@ -29,7 +29,7 @@ from typing import Any
 
 from teep.attestation.ar4si import TrustTier
 from teep.attestation.ear import appraisal_of, verify_ear
-from teep.attestation.errors import EvidenceError
+from teep.attestation.errors import CnfMismatchError, EvidenceError
 from teep.attestation.relying_party import refusal
 from teep.attestation.verifier import Appraisal
 from teep.keys import PublicKey
@@ -131,8 +131,26 @@ class VerifierClient:
                 cnf_key=cnf_key,
                 max_age=self.max_age,
             )
-        except EvidenceError as exc:
+        except CnfMismatchError as exc:
+            # The Verifier bound its result to the key the Evidence names:
+            # the device's Evidence, not the Verifier, is at fault.
             return refusal(exc)
+        except EvidenceError as exc:
+            # A result this TAM cannot check (a Verifier key it does not
+            # trust, a bad signature, a stale or malformed result) says
+            # nothing about the device: no appraisal, as when the Verifier
+            # is down, rather than a verdict that removes its components.
+            log.warning("no appraisal: the Verifier's result is unusable: %s", exc)
+            return Appraisal(
+                TrustTier.none,
+                {},
+                f"the Verifier's result is unusable: {exc}",
+                None,
+                None,
+                None,
+                None,
+                type(exc),
+            )
         return appraisal_of(result)
 
     # -- Veraison challenge-response ----------------------------------------
