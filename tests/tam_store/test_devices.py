@@ -153,6 +153,21 @@ def test_status_is_stored(store: TAMStore) -> None:
     )
 
 
+def test_status_from_the_device_counts_as_contact(store: TAMStore) -> None:
+    """A status from the device's own message moves its last-seen time; one
+    an operator sets does not."""
+    _add(store)
+    before = store.get_device(KID)
+    assert before is not None
+    store.set_device_status(KID, "released", "operator", now=before.last_seen + 5)
+    operator = store.get_device(KID)
+    assert operator is not None and operator.last_seen == before.last_seen
+    later = before.last_seen + 10
+    store.set_device_status(KID, "contraindicated", "bad", now=later, seen=True)
+    seen = store.get_device(KID)
+    assert seen is not None and seen.last_seen == later
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -256,7 +256,10 @@ class TAMService(TAMHost):
             device, status=verdict.status, reason=verdict.reason, detail=detail, now=now
         )
         if known:
-            self.store.set_device_status(kid, verdict.status, verdict.reason, now=now)
+            # A validly signed QueryResponse is contact, whatever its verdict.
+            self.store.set_device_status(
+                kid, verdict.status, verdict.reason, now=now, seen=True
+            )
         if not verdict.ok:
             self.store.record_event(
                 device, kind="attestation-failed", message=verdict.reason, now=now

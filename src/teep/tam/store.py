@@ -144,6 +144,7 @@ _DEVICE_STATUS = (
         status_at=bindparam("p_now"),
     )
 )
+_DEVICE_STATUS_SEEN = _DEVICE_STATUS.values(last_seen=bindparam("p_now"))
 _DEVICE_MANIFESTS_QUERY = (
     select(
         _DEVICE_MANIFESTS.c.manifest_component_id,
@@ -449,17 +450,20 @@ class TAMStore(DeliveryStore, ConfigurationStore):
             return int(session.scalar(query) or 0)
 
     def set_device_status(
-        self, kid: bytes, status: str, reason: str, *, now: float
+        self, kid: bytes, status: str, reason: str, *, now: float, seen: bool = False
     ) -> None:
-        """Set a device's attestation status ("affirming", "quarantined", ...).
+        """Set a device's attestation status ("affirming", "quarantined", ...);
+        with ``seen``, the status comes from the device's own message, which
+        also counts as contact (its last-seen time becomes ``now``).
 
         Raises:
             NotFoundError: no device has this kid.
         """
         bounded("status", status, 32)
         values = {"p_kid": kid, "p_status": status, "p_reason": reason, "p_now": now}
+        statement = _DEVICE_STATUS_SEEN if seen else _DEVICE_STATUS
         with self._tx("set a device's status") as session:
-            if not run_core(session, _DEVICE_STATUS, values).rowcount:
+            if not run_core(session, statement, values).rowcount:
                 raise NotFoundError(f"no device with kid {kid.hex()[:16]}")
 
     # one-time values
