@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,10 @@ from teep import cbor
 from teep.attestation.ear import EAR_MEDIA_TYPE
 from teep.cli import device as device_cli
 from teep.device import tam_trust
+from teep.device.broker import SessionOutcome
+from teep.device.runtime import Device
 from teep.device.tee import SimulatedTEE
+from teep.errors import ConfigError
 from teep.keys import KeyKind, PrivateKey, PublicKey
 from teep.protocol.messages import QueryResponse
 
@@ -237,3 +242,76 @@ def test_unrequest_withdraws_a_pending_request(run: Run, folder: Path) -> None:
         run("device", "unrequest", "--dir", str(folder), "extra")
     )
     assert again == "teep: error: component 'extra' is neither installed nor requested"
+
+
+class _QuietBroker:
+    """A Broker stand-in: a session of one round trip that changes nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    async def policy_check(self, tam_uri: str) -> SessionOutcome:
+        return SessionOutcome(round_trips=1)
+
+
+def test_run_names_components_given_up_and_kept(
+    run: Run, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a session, components marked unneeded and still installed
+    (the TAM's policy keeps them) are named, with how to take them back."""
+    monkeypatch.setattr(device_cli, "Broker", _QuietBroker)
+    monkeypatch.setattr(Device, "kept_unneeded", lambda self: ["hello"])
+    done = run("device", "run", "--dir", str(folder), "--tam-uri", "http://t/tam")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "given up and kept by the TAM: hello (its policy requires it; "
+        "'teep device request' takes it back)"
+    )
+
+
+def test_run_refuses_while_another_session_holds_the_device(
+    run: Run, folder: Path
+) -> None:
+    """A second session of the same device fails at once, in one line."""
+    with Device.open(folder).session():
+        held = run("device", "run", "--dir", str(folder), "--tam-uri", "http://t/tam")
+    line = assert_one_line_error(held)
+    assert line == "teep: error: another session of this device is running"
+
+
+def test_two_sessions_of_one_device_at_once(
+    run: Run, folder: Path, silent_tam: str
+) -> None:
+    """While one ``device run`` waits on a slow TAM, another on the same
+    folder fails at once; the first goes on to its own end."""
+    first = subprocess.Popen(
+        [sys.executable, "-m", "teep", "device", "run", "--dir", str(folder),
+         "--tam-uri", silent_tam, "--timeout", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while _free(folder):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = run("device", "run", "--dir", str(folder), "--tam-uri", silent_tam)
+        assert time.monotonic() - started < 2
+        line = assert_one_line_error(second)
+        assert line == "teep: error: another session of this device is running"
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 1
+    assert "did not answer within 3 s" in stderr
+    assert _free(folder)
+
+
+def _free(folder: Path) -> bool:
+    """Whether no session holds the device in ``folder``."""
+    try:
+        with Device.open(folder).session():
+            return True
+    except ConfigError:
+        return False

@@ -239,6 +239,33 @@ def test_label_and_remove(run: Run, fleet: Path) -> None:
     assert "no device matches" in assert_one_line_error(gone)
 
 
+def test_bad_label_is_refused_and_echoed_as_given(run: Run, fleet: Path) -> None:
+    """``-`` (how ``device list`` shows a device without a label) is no
+    label; a refused label is quoted once, blanks and controls escaped so
+    the error line shows what was given."""
+    base = ("tam", "device", "label", "--dir", str(fleet), A[:8])
+    dash = assert_one_line_error(run(*base, "-"))
+    assert dash.startswith("teep: error: bad label '-': device list shows '-'")
+    for given, shown in (
+        ("bad\nlabel", "'bad\\nlabel'"),
+        ("  ", "'\\x20\\x20'"),
+        (" x", "' x'"),
+    ):
+        line = assert_one_line_error(run(*base, given))
+        assert line == f"teep: error: bad label {shown}: give printable text"
+    assert kids(run, fleet, "--sort", "label")[0] == B[:16]
+
+
+def test_kid_prefix_hint_only_for_short_hex(run: Run, fleet: Path) -> None:
+    """An unknown name gets the kid-prefix hint only when it reads as a
+    short kid prefix (hex digits, fewer than 8)."""
+    for name, hinted in (("gate-17", False), ("x", False), ("dd", True)):
+        result = run("tam", "events", "--dir", str(fleet), "--device", name)
+        line = assert_one_line_error(result)
+        assert line.startswith(f"teep: error: no device matches {name!r}")
+        assert ("needs at least 8 hex digits" in line) is hinted
+
+
 def test_component_still_held_is_not_removed_without_force(
     run: Run, fleet: Path
 ) -> None:

@@ -266,7 +266,8 @@ def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
         read_timeout=timeout,
     )
     broker = Broker(dev.agent, config, on_message=_describe)
-    outcome = asyncio.run(broker.policy_check(uri))
+    with dev.session():
+        outcome = asyncio.run(broker.policy_check(uri))
     failed = any(
         isinstance(e, ErrorSent | Dropped | TAMReported) for e in outcome.events
     )
@@ -283,6 +284,12 @@ def run(folder: Path, tam_uri: str | None, timeout: float) -> None:
             f"requested and not sent by the TAM: {', '.join(pending)} "
             "('teep tam events' on the TAM says why; 'teep device unrequest' "
             "withdraws a request)"
+        )
+    kept = dev.kept_unneeded()
+    if kept and not failed:
+        _say(
+            f"given up and kept by the TAM: {', '.join(kept)} (its policy "
+            "requires it; 'teep device request' takes it back)"
         )
     if failed:
         sys.exit(1)
@@ -351,8 +358,11 @@ def _say(text: str) -> None:
 @dir_option
 @click.argument("name")
 def request(folder: Path, name: str) -> None:
-    """Ask the TAM for component NAME at the next session (RequestTA)."""
-    Device.open(folder).request(name)
+    """Ask the TAM for component NAME at the next session (RequestTA), or
+    take back the give-up of an installed NAME marked unneeded."""
+    if Device.open(folder).request(name):
+        console.print(f"{name} taken back: no longer marked unneeded")
+        return
     console.print(f"{name} requested; run 'teep device run' to contact the TAM")
 
 

@@ -3,6 +3,7 @@ options, and how an operator names a device the TAM has met."""
 
 from __future__ import annotations
 
+import string
 import time
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def find_device(store: TAMStore, text: str) -> DeviceRecord:
     """The device an operator named, or a one-line failure."""
     record = known_device(store, text)
     if record is None:
-        hint = " (a kid prefix needs at least 8 hex digits)" if len(text) < 8 else ""
+        short_hex = 0 < len(text) < 8 and all(c in string.hexdigits for c in text)
+        hint = " (a kid prefix needs at least 8 hex digits)" if short_hex else ""
         fail(f"no device matches {text!r}{hint}")
     return record
 

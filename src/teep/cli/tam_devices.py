@@ -4,6 +4,7 @@ what it knows of each, and what an operator does about them."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import closing
 from pathlib import Path
@@ -342,14 +343,34 @@ def device_label(folder: Path, device_id: str, label: str | None) -> None:
 
 def _check_label(label: str) -> None:
     """Refuse a label that would read as something else where devices are
-    named: a kid or kid prefix, a ueid, a selector."""
+    named: a kid or kid prefix, a ueid, a selector, or ``-`` (what
+    ``device list`` shows for a device without a label)."""
     text = label.strip()
     if text != label or not text or not text.isprintable():
-        fail(f"bad label {escape_controls(label)!r}: give printable text")
+        fail(f"bad label '{_shown_label(label)}': give printable text")
+    if text == "-":
+        fail("bad label '-': device list shows '-' for a device without a label")
     if all(c in "0123456789abcdefABCDEF" for c in text):
         fail(f"bad label {text!r}: a label of hex digits would read as a kid")
     if text == EVERY_DEVICE or text.lower().startswith((UEID_FORM, "hwmodel:")):
         fail(f"bad label {text!r}: it would read as a selector")
+
+
+_WHITESPACE = re.compile(r"[^\S ]| {2,}")
+
+
+def _shown_label(label: str) -> str:
+    """``label`` as an error line quotes it: controls escaped, and every
+    blank but a lone space written as an escape too (an error line folds
+    runs of blanks into one space)."""
+
+    def escape(match: re.Match[str]) -> str:
+        return "".join(
+            f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}"
+            for c in match.group()
+        )
+
+    return _WHITESPACE.sub(escape, escape_controls(label))
 
 
 @device.command("remove")

@@ -3,17 +3,21 @@
 :class:`Device` is the :class:`teep.protocol.agent.AgentHost` of the
 simulated TEE: it reads trust anchors and identity from the TEE, builds the
 Evidence, and runs the SUIT processor against the TEE's component store.
-The device's folder holds ``tee/`` (sealed state) and ``device.json`` (the
-normal world's settings: the TAM URI).
+The device's folder holds ``tee/`` (sealed state), ``device.json`` (the
+normal world's settings: the TAM URI) and ``session.lock`` (held while a
+session with a TAM runs).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from teep.attestation.claims import (
 from teep.device import tam_trust
 from teep.device.tee import SimulatedTEE
 from teep.device.wasm import ComponentResult, run_component
-from teep.errors import ConfigError, reason
+from teep.errors import ConfigError, StoreError, reason
 from teep.keys import PublicKey
 from teep.protocol.agent import Agent, AgentConfig, Attestation
 from teep.protocol.errors import ManifestProcessingFailed
@@ -47,6 +51,8 @@ log = logging.getLogger("teep.device")
 
 SETTINGS_FILE = "device.json"
 TEE_DIR = "tee"
+SESSION_LOCK = "session.lock"
+"""Held for the whole of a session with a TAM (see :meth:`Device.session`)."""
 # CoAP content-format of application/suit-report+cbor... the TEEP profile
 # names SUIT_Reference entries; teep tags them with the SUIT envelope format.
 SUIT_CONTENT_FORMAT = 742
@@ -155,6 +161,29 @@ class Device:
         if not (path / TEE_DIR).exists():
             raise ConfigError(f"no device in {path} (run 'teep device init' first)")
         return cls(path, SimulatedTEE.open(path / TEE_DIR))
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold the device for one session with a TAM: a second session of
+        the same folder, in this process or another, fails at once rather
+        than answer the same Update again.
+
+        :raises ConfigError: if another session holds the device.
+        :raises StoreError: if the lock file cannot be opened.
+        """
+        path = self.folder / SESSION_LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot lock {path}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError("another session of this device is running") from None
+            yield
+        finally:
+            os.close(fd)
 
     # -- AgentHost -----------------------------------------------------------
 
@@ -294,11 +323,22 @@ class Device:
 
     # -- local API ------------------------------------------------------------
 
-    def request(self, name: str) -> None:
-        """RequestTA: ask the TAM for a component at the next session."""
+    def request(self, name: str) -> bool:
+        """RequestTA: ask the TAM for a component at the next session; for
+        an installed component given up with :meth:`unrequest`, take it
+        back instead.
+
+        :returns: True if a give-up was taken back (nothing is sent to the
+            TAM), False if the TAM is to be asked at the next session.
+        """
+        mid = components.manifest_id(name)
+        if mid in self.tee.unneeded and self.tee.components.manifest(mid) is not None:
+            self.tee.unneeded = [m for m in self.tee.unneeded if m != mid]
+            return True
         cid = components.component_id(name)
         if cid not in self.tee.requested:
             self.tee.requested = [*self.tee.requested, cid]
+        return False
 
     def unrequest(self, name: str) -> bool:
         """UnrequestTA: tell the TAM the component is no longer needed; for
@@ -326,6 +366,16 @@ class Device:
         return [
             components.name_of(cid) or components.display(cid)
             for cid in self.tee.requested
+        ]
+
+    def kept_unneeded(self) -> list[str]:
+        """Names of the components given up with :meth:`unrequest` that are
+        still installed: the TAM keeps those its policy requires (removing
+        one takes it off the list, see :meth:`uninstall`)."""
+        return [
+            components.name_of(mid) or components.display(mid)
+            for mid in self.tee.unneeded
+            if self.tee.components.manifest(mid) is not None
         ]
 
     def invoke(self, name: str, stdin: bytes = b"") -> ComponentResult:
