@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from teep.keys import PrivateKey
+
 from .conftest import Run, assert_one_line_error
 
 
@@ -144,3 +146,47 @@ def test_in_memory_database_refused(run: Run, tmp_path: Path, url: str) -> None:
     )
     assert "in-memory" in line
     assert listing(folder) == {}
+
+
+def test_verifier_bad_key_names_the_argument(run: Run, tmp_path: Path) -> None:
+    """A --key file that is no key, or missing, is named as the argument it
+    is, not as tam.json's; tam.json is left as it was."""
+    folder = tmp_path / "tam"
+    assert_init_works(run, folder)
+    before = (folder / "tam.json").read_text()
+    wat = tmp_path / "hello.wat"
+    wat.write_text("(module)\n")
+    for key, why in [
+        (wat, "not a PEM, DER or COSE_Key public key"),
+        (tmp_path / "missing.pem", "No such file or directory"),
+    ]:
+        result = run(
+            "tam", "verifier", "--dir", str(folder), "http://127.0.0.1:8444/v",
+            "--key", str(key),
+        )  # fmt: skip
+        line = assert_one_line_error(result)
+        assert line == f"teep: error: cannot read --key {key}: {why}"
+    assert (folder / "tam.json").read_text() == before
+
+
+def test_verifier_omitted_mode_is_kept(run: Run, tmp_path: Path) -> None:
+    """Like the other options, a --mode left out keeps the current one."""
+    folder = tmp_path / "tam"
+    assert_init_works(run, folder)
+    key = folder / "verifier.pub.pem"
+    key.write_bytes(PrivateKey.generate().public.to_pem())
+    where = ("tam", "verifier", "--dir", str(folder))
+    done = run(
+        *where, "http://127.0.0.1:8444/v", "--key", str(key), "--mode", "veraison"
+    )
+    assert done.exit_code == 0, done.stderr
+    moved = run(*where, "http://127.0.0.1:8555/v")
+    assert moved.exit_code == 0, moved.stderr
+    settings = json.loads((folder / "tam.json").read_text())["attestation"]
+    assert settings["verifier"] == "http://127.0.0.1:8555/v"
+    assert settings["verifier_mode"] == "veraison"
+    assert settings["verifier_keys"] == [str(key.resolve())]
+    back = run(*where, "http://127.0.0.1:8555/v", "--mode", "teep")
+    assert back.exit_code == 0, back.stderr
+    settings = json.loads((folder / "tam.json").read_text())["attestation"]
+    assert settings["verifier_mode"] == "teep"

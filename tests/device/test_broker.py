@@ -4,9 +4,16 @@ connection failures are named plainly."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from teep.device.broker import Broker, BrokerConfig, TransportError
 from teep.device.runtime import Device
@@ -145,3 +152,75 @@ def test_peer_that_is_reached_but_misbehaves_is_named(
 
     text = asyncio.run(scenario())
     assert message in text and "\n" not in text and "cannot reach" not in text
+
+
+def _self_signed(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@pytest.mark.parametrize(
+    ("tls", "reason"),
+    [
+        (True, "certificate verify failed (self-signed certificate)"),
+        (False, "wrong version number (is it serving plain HTTP?)"),
+    ],
+    ids=["self-signed", "plain-http"],
+)
+def test_tls_failure_is_named_as_tls(tmp_path: Path, tls: bool, reason: str) -> None:
+    """An https URI whose TLS handshake fails (an untrusted certificate, or a
+    TAM serving plain HTTP) says so, not the OS's "Operation not permitted"
+    read from OpenSSL's error code."""
+    device = Device.init(tmp_path / "dev")
+    context = _self_signed(tmp_path) if tls else None
+
+    async def plain_http(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> tuple[str, str]:
+        server = await asyncio.start_server(plain_http, "127.0.0.1", 0, ssl=context)
+        uri = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/tam"
+        try:
+            with pytest.raises(TransportError) as info:
+                await Broker(device.agent, BrokerConfig()).policy_check(uri)
+        finally:
+            server.close()
+        return uri, str(info.value)
+
+    uri, text = asyncio.run(scenario())
+    assert text == f"TLS with the TAM at {uri} failed: {reason}"

@@ -32,7 +32,7 @@ from teep.cli.tam_common import (
     open_store,
 )
 from teep.cli.tam_devices import device, events
-from teep.errors import TeepError
+from teep.errors import TeepError, reason
 from teep.keys import PublicKey
 from teep.protocol.tam import SessionEvent
 from teep.tam.catalogue import add_component
@@ -279,7 +279,18 @@ def verifier(
         problem = http_uri_problem(where)
         if problem is not None:
             raise click.BadParameter(f"{where!r} {problem}", param_hint="URL|builtin")
-    changes: dict[str, object] = {"verifier": where, "verifier_mode": mode or "teep"}
+    for key in keys:
+        # Named as given: tam.json's own keys are checked on the merge.
+        try:
+            PublicKey.from_bytes(Path(key).read_bytes())
+        except OSError as exc:
+            fail(f"cannot read --key {key}: {reason(exc)}")
+        except TeepError as exc:
+            fail(f"cannot read --key {key}: {exc}")
+    # An option left out keeps its current value, the mode included.
+    changes: dict[str, object] = {"verifier": where}
+    if mode is not None:
+        changes["verifier_mode"] = mode
     if keys:
         changes["verifier_keys"] = [str(Path(k).resolve()) for k in keys]
     if encrypt is not None:
@@ -341,12 +352,23 @@ def attestation_key_add(
     folder: Path, keyfile: Path, hwmodel: str, oemid: str, label: str
 ) -> None:
     """Trust Evidence signed by KEYFILE's key for devices of HWMODEL."""
+    if not hwmodel.strip():
+        fail("--hwmodel is empty: give the device class the key attests")
     key = PublicKey.load(keyfile)
     try:
         oem = bytes.fromhex(oemid)
     except ValueError:
         fail(f"--oemid must be hex, not {oemid!r}")
     with closing(open_store(folder)) as store:
+        if any(
+            (r.kid, r.hwmodel, r.oemid) == (key.kid, hwmodel.encode(), oem)
+            for r in store.list_attestation_keys()
+        ):
+            console.print(
+                f"attestation key {key.kid.hex()[:16]}.. is already endorsed "
+                f"for {hwmodel}"
+            )
+            return
         store.add_attestation_key(
             cose_key=cbor.det_dumps(key.cose_key()),
             kid=key.kid,

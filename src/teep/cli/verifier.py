@@ -50,14 +50,21 @@ def endorse(
     folder: Path, key_file: Path, hwmodel: str, oemid: str, name: str | None
 ) -> None:
     """Trust an attestation public key for one device class."""
+    if not hwmodel.strip():
+        fail("--hwmodel is empty: give the device class the key attests")
     home = VerifierHome.open(folder)
     try:
         raw = bytes.fromhex(oemid)
     except ValueError:
         fail(f"--oemid {oemid!r} is not hex")
-    target = home.add_endorsement(
-        PublicKey.load(key_file), name=name or hwmodel, oemid=raw, hwmodel=hwmodel
-    )
+    key = PublicKey.load(key_file)
+    if any(
+        (e.key.kid, e.oemid, e.hwmodel) == (key.kid, raw, hwmodel.encode())
+        for e in home.verifier().endorsements
+    ):
+        console.print(f"{key_file} is already endorsed for {hwmodel}")
+        return
+    target = home.add_endorsement(key, name=name or hwmodel, oemid=raw, hwmodel=hwmodel)
     console.print(f"endorsed {target.name} for {hwmodel}")
 
 

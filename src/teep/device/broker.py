@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -151,6 +153,11 @@ class Broker:
                 f"{_seconds(self.config.read_timeout)} s"
             ) from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ssl.SSLError):
+                # An SSLError's errno is OpenSSL's, not the OS's (1 is no EPERM).
+                raise TransportError(
+                    f"TLS with the TAM at {uri} failed: {_tls_reason(exc.os_error)}"
+                ) from None
             # aiohttp's own text adds "ssl:default" and the socket call; the
             # operating system's reason is what a user can act on.
             reason = _os_reason(exc.os_error)
@@ -197,6 +204,20 @@ def _os_reason(error: OSError) -> str:
     if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
         return error.strerror or str(error)
     return os.strerror(error.errno)
+
+
+def _tls_reason(error: ssl.SSLError) -> str:
+    """OpenSSL's words for a failed TLS handshake, without its codes and
+    source line ("certificate verify failed (self-signed certificate)")."""
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return f"certificate verify failed ({error.verify_message})"
+    if error.reason == "WRONG_VERSION_NUMBER":
+        return "wrong version number (is it serving plain HTTP?)"
+    text = error.strerror if isinstance(error.strerror, str) else str(error)
+    text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", text)
+    if text:
+        return text
+    return (error.reason or "handshake failed").replace("_", " ").lower()
 
 
 def _seconds(value: float) -> str:

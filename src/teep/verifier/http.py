@@ -46,7 +46,12 @@ from teep import __version__
 from teep.attestation.ear import EAR_MEDIA_TYPE
 from teep.keys import KeyKind, PublicKey
 from teep.verifier.errors import BadRequest, VerifierServiceError
-from teep.verifier.service import ChallengeSession, VerifierService
+from teep.verifier.service import (
+    MAX_NONCE,
+    MIN_NONCE,
+    ChallengeSession,
+    VerifierService,
+)
 from teep.weblog import quiet_bad_requests
 
 __all__ = [
@@ -275,7 +280,7 @@ def _want(request: web.Request, media_type: str) -> None:
         raise web.HTTPNotAcceptable(text=f"this resource is {media_type}")
 
 
-_SIZE = re.compile(r"[1-9][0-9]{0,2}")
+_SIZE = re.compile(r"0|[1-9][0-9]*")
 """A size in a query: ASCII decimal digits, no sign, no leading zero."""
 
 
@@ -293,6 +298,9 @@ def _nonce_params(request: web.Request) -> tuple[bytes | None, int | None]:
         # non-ASCII digits.
         if not _SIZE.fullmatch(text):
             raise BadRequest("nonceSize is not a number of bytes in plain decimal")
+        # Checked here by length first: int() refuses thousands of digits.
+        if len(text) > len(str(MAX_NONCE)) or not MIN_NONCE <= int(text) <= MAX_NONCE:
+            raise BadRequest(f"nonceSize is {MIN_NONCE} to {MAX_NONCE} bytes")
         size = int(text)
     return nonce, size
 
