@@ -120,6 +120,35 @@ def test_request_and_unrequest(world: World) -> None:
     assert world.device.tee.unneeded == []
 
 
+def test_unrequest_of_a_component_policy_requires_is_kept_and_recorded(
+    world: World,
+) -> None:
+    """A device gives up a component the TAM's policy requires on it: its
+    own request goes, the component stays and the TAM records why; the
+    device sees it kept, and request takes the give-up back."""
+    world.session()
+    kid = world.device.tee.agent_key.public.thumbprint
+    world.store.add_policy(NAME, selector=kid.hex())  # as if it had asked
+    assert world.device.unrequest(NAME) is False
+    steps = world.session()
+    assert kinds(steps, world) == ["QueryRequest", "QueryResponse"]
+    assert installed(world) == 1
+    events = world.store.list_events(kid, kinds=["unrequested", "unrequest-kept"])
+    assert [(e.kind, e.message) for e in events] == [
+        (
+            "unrequest-kept",
+            f"{NAME}: given up by the device and kept: policy requires it on *",
+        ),
+        ("unrequested", NAME),
+    ]
+    assert world.device.kept_unneeded() == [NAME]
+    assert world.device.request(NAME) is True
+    assert world.device.tee.unneeded == [] and world.device.kept_unneeded() == []
+    response = from_agent(world, world.session()[0].agent.reply or b"")
+    assert isinstance(response, QueryResponse)
+    assert not response.unneeded_manifest_list and not response.requested_tc_list
+
+
 def test_request_the_tam_cannot_meet_stays_pending_until_withdrawn(
     world: World,
 ) -> None:
@@ -140,6 +169,9 @@ def test_request_the_tam_cannot_meet_stays_pending_until_withdrawn(
     assert not response.requested_tc_list and not response.unneeded_manifest_list
     with pytest.raises(ConfigError, match="neither installed nor requested"):
         world.device.unrequest("nosuch")
+    with pytest.raises(ConfigError, match=f"component '{NAME}' is already installed"):
+        world.device.request(NAME)
+    assert world.device.pending_requests() == []
 
 
 def test_request_for_a_newer_version_than_catalogued_refused(world: World) -> None:

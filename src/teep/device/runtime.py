@@ -330,9 +330,13 @@ class Device:
 
         :returns: True if a give-up was taken back (nothing is sent to the
             TAM), False if the TAM is to be asked at the next session.
+        :raises ConfigError: if the component is installed and not given up
+            (a request for it would never be met, so never cleared).
         """
         mid = components.manifest_id(name)
-        if mid in self.tee.unneeded and self.tee.components.manifest(mid) is not None:
+        if self.tee.components.manifest(mid) is not None:
+            if mid not in self.tee.unneeded:
+                raise ConfigError(f"component {name!r} is already installed")
             self.tee.unneeded = [m for m in self.tee.unneeded if m != mid]
             return True
         cid = components.component_id(name)

@@ -434,11 +434,25 @@ class TAMService(TAMHost):
                 self._event(device.kid, "request-granted", record.name)
         for manifest in response.unneeded_manifest_list or ():
             record = self.store.component_by_manifest_id(cbor.dumps(list(manifest)))
-            if record is not None and self.store.remove_policy(
-                record.name, selector=selector
-            ):
+            if record is None:
+                continue
+            if self.store.remove_policy(record.name, selector=selector):
                 self._cache.pop("policies", None)
                 self._event(device.kid, "unrequested", record.name)
+            # Only the device's own request is its to give up; a component
+            # another policy entry requires stays, and that is recorded.
+            keeping = sorted(
+                p.selector
+                for p in self._policies()
+                if p.component == record.name and p.selector in selectors_for(device)
+            )
+            if keeping:
+                self._event(
+                    device.kid,
+                    "unrequest-kept",
+                    f"{record.name}: given up by the device and kept: policy "
+                    f"requires it on {', '.join(keeping)}",
+                )
 
     def _by_component_id(self, wanted: ComponentId) -> ComponentRecord | None:
         for record in self._catalogue():
