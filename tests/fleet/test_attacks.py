@@ -26,7 +26,7 @@ from teep.protocol.signing import peek, sign_message
 from teep.suit.store import ComponentId
 from teep.tam.http import HTTPConfig, bind_socket, make_app, serve_socket
 from teep.tam.service import TAMService
-from teep.tam.store import StaleVersionError
+from teep.tam.store import StaleVersionError, TAMStore
 
 from .conftest import NAME, TEEP, Fleet
 
@@ -65,9 +65,12 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def serving(fleet: Fleet, **limits: Any) -> AsyncIterator[Client]:
-    """Serve the fleet's TAM on loopback as ``teep tam serve`` does."""
-    store = fleet.store()
+async def serving(
+    fleet: Fleet, store: TAMStore | None = None, **limits: Any
+) -> AsyncIterator[Client]:
+    """Serve the fleet's TAM on loopback as ``teep tam serve`` does (on
+    ``store``, closed afterwards, if given)."""
+    store = store or fleet.store()
     service = TAMService(store)
     config = HTTPConfig(port=0, **{**OPEN, **limits})
     app = make_app(
@@ -454,3 +457,45 @@ def test_rate_limited_client_is_served_after_retry_after(
         assert [seq for _, seq in installed(device)] == [1]
 
     run(fleet, scenario, connect_rate=1.0, connect_burst=3)
+
+
+@pytest.mark.parametrize("cap", [100_000, 0], ids=["gauge", "connect"])
+def test_unreachable_database_is_503_and_one_line_each(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture, cap: int
+) -> None:
+    """While the database cannot be opened, an empty POST (the challenge
+    gauge, or the QueryRequest when the cap is off) and a message get 503
+    with Retry-After and one ERROR line naming the cause, no traceback; the
+    TAM serves again once the database is back."""
+    path = Path(fleet.url.removeprefix("sqlite:///"))
+    away = path.with_name("away.db")
+    stranger = PrivateKey.generate(KeyKind.P256)
+    message = sign_message(Success(token=bytes(16)), [stranger])
+
+    async def main() -> None:
+        store = fleet.store()
+        async with serving(fleet, store, max_outstanding_challenges=cap) as client:
+            # Every pooled connection closed, the file gone: a directory in
+            # its place cannot be opened.
+            store.close()
+            path.rename(away)
+            path.mkdir()
+            for body in (b"", message):
+                status, headers, content = await client.post(body)
+                assert (status, content) == (503, b"")
+                assert int(headers["Retry-After"]) >= 1
+            path.rmdir()
+            away.rename(path)
+            assert (await client.post())[0] == 200
+
+    with caplog.at_level(logging.INFO, "teep"):
+        asyncio.run(main())
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    assert all(
+        e.startswith("database unavailable: 127.0.0.1 answered 503: cannot ")
+        for e in errors
+    )
+    assert all("unable to open database file" in e for e in errors)

@@ -46,6 +46,8 @@ Success / Error        token unknown, used, or issued     dropped
                        to another device; SUIT Report
                        nonce != token
 Success / Error        otherwise                          recorded, session ends
+QueryResponse,         the device was removed (by an      dropped, as from an
+Success / Error        operator) while it was handled     unknown signer
 =====================  =================================  =========================
 """
 
@@ -210,7 +212,11 @@ class TAMHost(Protocol):
     def plan(
         self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
     ) -> Plan:
-        """What the device must install or remove, from policy and its report."""
+        """What the device must install or remove, from policy and its report.
+
+        :raises UnknownPeer: if the device is no longer enrolled (an operator
+            removed it while its message was handled).
+        """
 
     def finished(
         self, agent_key: PublicKey, message: Success | Error, session: dict[str, Any]
@@ -220,6 +226,9 @@ class TAMHost(Protocol):
         ``session`` is what the Update carried: ``install`` (the plan's
         names), ``digests`` (the SHA-256 of each envelope, in the same
         order) and ``unneeded`` (manifest ids).
+
+        :raises UnknownPeer: if the device is no longer enrolled (an operator
+            removed it after its Update).
         """
 
     def agent_error(self, agent_key: PublicKey, error: Error) -> None:

@@ -24,7 +24,9 @@ empty body, too many open       503 + Retry-After
 challenges TAM-wide
 empty body                      200 + QueryRequest
 message the TAM accepts         200 + next message, or 204 when done
-message the TAM drops           400 (empty body)
+message the TAM drops           400 (empty body); also a Success or
+                                Error of a device removed mid-session
+database unreachable            503 + Retry-After, one log line
 TAM failure                     500
 ==============================  =============================================
 
@@ -61,6 +63,7 @@ from teep.errors import TeepError
 from teep.protocol import legacy
 from teep.protocol.registry import TEEP_MEDIA_TYPE
 from teep.protocol.tam import TAM, SessionEvent, TAMResult
+from teep.tam.database import DatabaseUnavailableError
 from teep.weblog import quiet_bad_requests
 
 __all__ = [
@@ -92,6 +95,11 @@ IDLE_TIMEOUT = 30.0
 """Default seconds a connection may stay open without a whole request head.
 Longer than aiohttp's client keep-alive (15 s), so a Broker closes an idle
 connection before the TAM does and never posts into one being closed."""
+
+
+UNAVAILABLE_RETRY_S = 5.0
+"""Retry-After, in seconds, of the 503 answering a request the database
+could not serve (unreachable, or timed out)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,8 @@ def _handler(
                 result = await run(tam.process, body)
             else:
                 result = await run(tam.connect)
+        except DatabaseUnavailableError as exc:
+            return _unavailable(request, exc)
         except Exception:
             log.exception("TAM failed on a request from %s", request.remote)
             return web.Response(status=500)
@@ -311,6 +321,8 @@ async def _metered(
     if meters.gauge is not None:
         try:
             open_now = await meters.gauge.value(now)
+        except DatabaseUnavailableError as exc:
+            return _unavailable(request, exc)
         except Exception:
             log.exception("cannot count outstanding challenges")
             return web.Response(status=500)
@@ -319,6 +331,13 @@ async def _metered(
             return _retry_later(503, meters.gauge.interval)
         meters.gauge.issued()
     return None
+
+
+def _unavailable(request: web.Request, exc: DatabaseUnavailableError) -> web.Response:
+    # Foreseen, and the cause is in the message: no traceback, and the
+    # client comes back once the database may be reachable again.
+    log.error("database unavailable: %s answered 503: %s", request.remote, exc)
+    return _retry_later(503, UNAVAILABLE_RETRY_S)
 
 
 def _retry_later(status: int, seconds: float) -> web.Response:

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,8 +48,9 @@ from teep.attestation.verifier import (
     ReferenceValues,
     Verifier,
 )
-from teep.errors import ConfigError, TeepError
+from teep.errors import TeepError
 from teep.keys import PrivateKey, PublicKey
+from teep.protocol.errors import UnknownPeer
 from teep.protocol.messages import Error, QueryResponse, Success
 from teep.protocol.registry import ErrCode
 from teep.protocol.tam import Appraised, Plan, TAMHost
@@ -64,7 +65,7 @@ from teep.tam.models import (
     DeviceRecord,
     PolicyRecord,
 )
-from teep.tam.store import Delivery, TAMStore, selectors_for
+from teep.tam.store import Delivery, NotFoundError, TAMStore, selectors_for
 from teep.text import escape_controls
 
 __all__ = ["TAMService", "error_name", "image_digest"]
@@ -257,9 +258,10 @@ class TAMService(TAMHost):
         )
         if known:
             # A validly signed QueryResponse is contact, whatever its verdict.
-            self.store.set_device_status(
-                kid, verdict.status, verdict.reason, now=now, seen=True
-            )
+            with _enrolled(kid):
+                self.store.set_device_status(
+                    kid, verdict.status, verdict.reason, now=now, seen=True
+                )
         if not verdict.ok:
             self.store.record_event(
                 device, kind="attestation-failed", message=verdict.reason, now=now
@@ -297,9 +299,15 @@ class TAMService(TAMHost):
     def plan(
         self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
     ) -> Plan:
+        with _enrolled(agent_key.thumbprint):
+            return self._plan(agent_key, response, verdict)
+
+    def _plan(
+        self, agent_key: PublicKey, response: QueryResponse, verdict: Appraised
+    ) -> Plan:
         device = self.store.get_device(agent_key.thumbprint)
         if device is None:
-            raise ConfigError("planning for a device that is not enrolled")
+            raise _removed(agent_key.thumbprint)
         self._note_requests(device, response)
         held = _held_digests(response)
         holds = _Holdings(
@@ -471,6 +479,12 @@ class TAMService(TAMHost):
     def finished(
         self, agent_key: PublicKey, message: Success | Error, session: dict[str, Any]
     ) -> None:
+        with _enrolled(agent_key.thumbprint):
+            self._finished(agent_key, message, session)
+
+    def _finished(
+        self, agent_key: PublicKey, message: Success | Error, session: dict[str, Any]
+    ) -> None:
         kid = agent_key.thumbprint
         ok = isinstance(message, Success)
         now = self.clock()
@@ -593,6 +607,22 @@ class TAMService(TAMHost):
         if device is None:
             return None
         return _personalization(self._catalogue(), device, {name}).get(name)
+
+
+@contextmanager
+def _enrolled(kid: bytes) -> Iterator[None]:
+    """Bookkeeping for one device.  An operator may remove the device while
+    its message is handled (the store sees the removal as soon as it is
+    committed); the device is then unknown, and its message is dropped as
+    any from an unknown device is."""
+    try:
+        yield
+    except NotFoundError:
+        raise _removed(kid) from None
+
+
+def _removed(kid: bytes) -> UnknownPeer:
+    return UnknownPeer(f"device {kid.hex()[:16]} was removed during its session")
 
 
 @dataclass(frozen=True)
