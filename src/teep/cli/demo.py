@@ -66,7 +66,7 @@ def demo(workdir: Path) -> None:
     _step(f"starting the TAM: teep tam serve --port {port}")
     server = _spawn(["tam", "serve", "--dir", str(tam_dir), "--port", str(port)])
     try:
-        _wait_listening(server)
+        _wait_listening(server, len(TAMHome.open(tam_dir).settings.endpoints))
         _step(f"starting the device: teep device run --tam-uri {uri}")
         device = _spawn(["device", "run", "--dir", str(dev_dir), "--tam-uri", uri])
         _pump(device, "device")
@@ -216,15 +216,18 @@ def _spawn(args: Sequence[str]) -> subprocess.Popen[str]:
     )
 
 
-def _wait_listening(server: subprocess.Popen[str]) -> None:
+def _wait_listening(server: subprocess.Popen[str], endpoints: int) -> None:
+    """Show the TAM's output until it listens on all its ``endpoints``."""
     assert server.stdout is not None
     deadline = time.monotonic() + 30
+    listening = 0
     while time.monotonic() < deadline:
         line = server.stdout.readline()
         if not line:
             fail("the TAM stopped before it was listening")
         console.print(f"    [tam] {line.rstrip()}", markup=False)
-        if "listening on" in line:
+        listening += "listening on" in line
+        if listening >= max(1, endpoints):
             threading.Thread(target=_pump, args=(server, "tam"), daemon=True).start()
             return
     fail("the TAM did not start listening in time")
