@@ -665,15 +665,24 @@ def _tag_name(tag: int) -> str | None:
 # --- diagnostic notation ------------------------------------------------------------
 
 
-def annotate(value: Any, kind: Kind | None = None, dialect: Dialect = FINAL) -> str:
+def annotate(
+    value: Any,
+    kind: Kind | None = None,
+    dialect: Dialect = FINAL,
+    *,
+    max_bytes: int | None = None,
+) -> str:
     """Render a decoded CBOR item as annotated diagnostic notation.
 
     :param value: an item as returned by :func:`teep.cbor.loads`.
     :param kind: what the item is; guessed with :func:`guess_kind` if None.
     :param dialect: the numbering used to name TEEP types, labels and codes.
+    :param max_bytes: show at most this many bytes of a byte string that is
+        not unwrapped (a payload, say), with a comment giving its length;
+        None shows every byte.
     """
     hint = hint_for(kind or guess_kind(value), dialect)
-    return _diag(_annotate(value, hint), 0)
+    return _diag(_annotate(value, hint), 0, max_bytes)
 
 
 def _comment(text: str | None) -> str:
@@ -681,20 +690,27 @@ def _comment(text: str | None) -> str:
     return "" if not text else f"/ {text.replace('/', '|')} / "
 
 
-def _diag(node: _Node, level: int) -> str:
+def _diag(node: _Node, level: int, limit: int | None) -> str:
     lead = _comment(node.what)
     trail = f" {_comment(node.name).rstrip()}" if node.name else ""
     if node.shape == "scalar":
         return f"{lead}{_scalar(node.value)}{trail}"
     if node.shape == "bytes":
         if node.inner is not None:
-            return f"{lead}<< {_diag(node.inner, level)} >>"
-        return f"{lead}h'{node.value.hex()}'{trail}"
+            return f"{lead}<< {_diag(node.inner, level, limit)} >>"
+        data: bytes = node.value
+        if limit is not None and len(data) > limit:
+            cut = _comment(f"{len(data)} bytes, the first {limit} shown").rstrip()
+            return f"{lead}h'{data[:limit].hex()}' {cut}{trail}"
+        return f"{lead}h'{data.hex()}'{trail}"
     if node.shape == "tag":
         assert node.inner is not None
-        return f"{lead}{_comment(node.name)}{node.value}({_diag(node.inner, level)})"
+        inner = _diag(node.inner, level, limit)
+        return f"{lead}{_comment(node.name)}{node.value}({inner})"
     open_, close = ("[", "]") if node.shape == "array" else ("{", "}")
-    parts = [_member(key, name, val, level + 1) for key, name, val in node.members]
+    parts = [
+        _member(key, name, val, level + 1, limit) for key, name, val in node.members
+    ]
     flat = f"{open_}{', '.join(parts)}{close}"
     if not parts or ("\n" not in flat and len(flat) + 2 * level + len(lead) < 72):
         return f"{lead}{flat}{trail}"
@@ -703,11 +719,13 @@ def _diag(node: _Node, level: int) -> str:
     return f"{lead}{open_}{trail}\n{body}\n{_INDENT * level}{close}"
 
 
-def _member(key: _Node | None, name: str | None, value: _Node, level: int) -> str:
-    text = _diag(value, level)
+def _member(
+    key: _Node | None, name: str | None, value: _Node, level: int, limit: int | None
+) -> str:
+    text = _diag(value, level, limit)
     if key is None:
         return f"{_comment(name)}{text}"
-    return f"{_comment(name)}{_diag(key, level)}: {text}"
+    return f"{_comment(name)}{_diag(key, level, limit)}: {text}"
 
 
 def _scalar(value: Any) -> str:

@@ -419,3 +419,29 @@ def test_input_at_the_limit_is_read(run: Run, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(common, "MAX_INPUT", 64)
     line = assert_one_line_error(run("decode", "-", input=b"\xff" * 64))
     assert "larger than" not in line
+
+
+def test_long_byte_strings_are_cut_unless_full(run: Run, tmp_path: Path) -> None:
+    """A long byte string (a payload) shows its first bytes and its length;
+    --full shows every byte."""
+    from teep import components
+    from teep.suit.builder import build_envelope
+
+    payload = bytes(range(256)) * 20
+    path = tmp_path / "long.suit"
+    path.write_bytes(
+        build_envelope(
+            manifest_component_id=components.manifest_id("long"),
+            component_id=components.component_id("long"),
+            payload=payload,
+            sequence_number=1,
+            signer=PrivateKey.generate(KeyKind.P256),
+        )
+    )
+    cut = run("decode", str(path))
+    assert cut.exit_code == 0, cut.stderr
+    assert f"h'{payload[:256].hex()}' / 5120 bytes, the first 256 shown /" in cut.stdout
+    assert payload[:257].hex() not in cut.stdout
+    full = run("decode", "--full", str(path))
+    assert full.exit_code == 0, full.stderr
+    assert f"h'{payload.hex()}'" in full.stdout and "shown" not in full.stdout

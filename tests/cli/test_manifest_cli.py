@@ -87,6 +87,18 @@ def test_show_summary_and_diag(run: Run, folder: Path) -> None:
     assert "manifest digest  sha-256" in result.stdout
 
 
+def test_show_cuts_a_long_payload_unless_full(run: Run, folder: Path) -> None:
+    """The integrated payload (the demo module, over 256 bytes) shows its
+    first bytes and its length; --full shows all of it."""
+    envelope = create(run, folder, "hello")
+    cut = run("manifest", "show", str(envelope))
+    assert cut.exit_code == 0, cut.stderr
+    assert "bytes, the first 256 shown" in cut.stdout
+    full = run("manifest", "show", "--full", str(envelope))
+    assert full.exit_code == 0, full.stderr
+    assert "shown" not in full.stdout and len(full.stdout) > len(cut.stdout)
+
+
 def test_sever_then_verify(run: Run, folder: Path) -> None:
     """sever moves the text out (install is too short to gain anything) and
     leaves its digest; the result verifies."""

@@ -33,6 +33,7 @@ __all__ = [
     "echo",
     "err_console",
     "fail",
+    "full_option",
     "http_uri_problem",
     "print_table",
     "read_input",
@@ -94,6 +95,16 @@ MAX_INPUT = 512 * 1024 * 1024
 """The largest file or standard input a command reads whole (bytes)."""
 
 _CHUNK = 1024 * 1024
+
+SHOWN_BYTES = 256
+"""How many bytes of a long byte string (a payload) diagnostic output shows
+unless asked for all of them (``--full``)."""
+
+full_option = click.option(
+    "--full",
+    is_flag=True,
+    help=f"Show every byte of long byte strings (otherwise the first {SHOWN_BYTES}).",
+)
 
 
 def read_input(path: str, limit: int | None = None) -> bytes:

@@ -24,7 +24,14 @@ import click
 from teep import cbor, cose, diag
 from teep.attestation.errors import SignatureError
 from teep.attestation.inspect import TokenView, inspect_token
-from teep.cli.common import echo, fail, parse_input, read_input
+from teep.cli.common import (
+    SHOWN_BYTES,
+    echo,
+    fail,
+    full_option,
+    parse_input,
+    read_input,
+)
 from teep.cli.keys import load_any
 from teep.errors import DecodeError, TeepError, VerifyError
 from teep.keys import PublicKey
@@ -286,8 +293,14 @@ def _top_kind(found: Inspection) -> diag.Kind:
     help="TEEP numbering: the final RFC's, the drafts' (pre-rfc), or recognise it.",
 )
 @click.option("--hex", "force_hex", is_flag=True, help="The input is hex text.")
+@full_option
 def decode(
-    file: str, keyfile: str | None, as_json_flag: bool, numbering: str, force_hex: bool
+    file: str,
+    keyfile: str | None,
+    as_json_flag: bool,
+    numbering: str,
+    force_hex: bool,
+    full: bool,
 ) -> None:
     """Show FILE (or - for stdin) as annotated CBOR diagnostic notation.
 
@@ -301,4 +314,5 @@ def decode(
         echo(json.dumps(as_json(found), indent=2))
         return
     echo(header(found))
-    echo(diag.annotate(found.value, _top_kind(found), found.dialect))
+    limit = None if full else SHOWN_BYTES
+    echo(diag.annotate(found.value, _top_kind(found), found.dialect, max_bytes=limit))

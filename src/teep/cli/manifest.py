@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from teep import cbor, components, cose, diag
-from teep.cli.common import console, echo, fail, parse_input, read_input, write_output
+from teep.cli.common import (
+    SHOWN_BYTES,
+    console,
+    echo,
+    fail,
+    full_option,
+    parse_input,
+    read_input,
+    write_output,
+)
 from teep.errors import TeepError
 from teep.keys import PrivateKey, PublicKey
 from teep.suit.builder import build_envelope, envelope_of, sever_envelope, sign_envelope
@@ -143,8 +152,9 @@ def _read_envelope(file: str, force_hex: bool) -> bytes:
 @manifest.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
 @_HEX_OPTION
+@full_option
 @click.argument("file")
-def show(as_json: bool, force_hex: bool, file: str) -> None:
+def show(as_json: bool, force_hex: bool, full: bool, file: str) -> None:
     """Print an envelope (raw CBOR or hex) in annotated diagnostic notation,
     after a summary: ids, sequence number, digest, signers' key ids, severed
     members."""
@@ -158,7 +168,8 @@ def show(as_json: bool, force_hex: bool, file: str) -> None:
         return
     for line in _summary(env):
         echo(f"/ {line} /")
-    echo(diag.annotate(value, diag.Kind.SUIT_ENVELOPE))
+    limit = None if full else SHOWN_BYTES
+    echo(diag.annotate(value, diag.Kind.SUIT_ENVELOPE, max_bytes=limit))
 
 
 def _summary(env: SuitEnvelope) -> list[str]:
