@@ -614,7 +614,8 @@ def test_tam_device_reports(run: Run, tmp_path: Path) -> None:
     home = tmp_path / "tam"
     assert run("tam", "init", "--dir", str(home)).exit_code == 0
     device = PrivateKey.generate().public
-    record = SuitRecord((), 20, 67, 0, {3: b"\x82\x2f"})
+    image = cbor.dumps([-16, b"\xab" * 32])
+    record = SuitRecord((), 20, 67, 0, {3: image})
     failure = build_report(
         manifest_digest=SuitDigest.of(b"m"),
         manifest_uri="https://tam.example/x.suit",
@@ -632,6 +633,9 @@ def test_tam_device_reports(run: Run, tmp_path: Path) -> None:
     result = run("tam", "device", "reports", "--dir", str(home), kid)
     assert result.exit_code == 0, result.stderr
     assert "condition-failed at install offset 67" in result.stdout
+    assert "(component 0, the manifest itself)" in result.stdout
+    assert f"'image-digest': 'sha-256:{'ab' * 32}'" in result.stdout
+    assert f"digest sha-256:{SuitDigest.of(b'm').value.hex()}" in result.stdout
     assert "undecodable" in result.stdout
     as_json = run("tam", "device", "reports", "--dir", str(home), "--json", kid)
     assert '"reason": "condition-failed"' in as_json.stdout

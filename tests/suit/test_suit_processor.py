@@ -136,6 +136,7 @@ def test_wrong_digest_leaves_store_untouched() -> None:
     assert report.result is not None
     assert report.result.reason == SuitReportReason.condition_failed
     assert report.result.record.manifest_section == SuitManifestKey.install
+    assert str(info.value) == "a condition failed in section install (20)"
 
 
 def test_shared_sequence_failure_names_the_common_section() -> None:

@@ -325,10 +325,17 @@ def _report_lines(report: dict[str, object]) -> list[str]:
     result = report["result"]
     if isinstance(result, dict):
         record = result["record"]
+        path = record["manifest-id"]
+        # suit-record-manifest-id is the path through dependencies, not an id.
+        where = (
+            "the manifest itself"
+            if not path
+            else "dependency " + ".".join(str(i) for i in path)
+        )
         lines.append(
             f"result   {result['reason']} at {record['section']} offset "
             f"{record['offset']} (component {record['component-index']}, "
-            f"manifest {record['manifest-id']})"
+            f"{where})"
         )
         if record["properties"]:
             lines.append(f"measured {record['properties']}")

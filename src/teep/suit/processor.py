@@ -489,7 +489,8 @@ class _Interpreter:
             # is not implied: every sequence must set it first.
             raise self._attach(
                 SuitAbortError(
-                    f"section {section} does not start with set-component-index "
+                    f"section {_section_name(section)} does not start with "
+                    "set-component-index "
                     f"although the manifest has {len(self.ids)} components"
                 ),
                 first,
@@ -497,7 +498,7 @@ class _Interpreter:
             )
         if not self.exec(sequence):
             failure = SuitConditionFailedError(
-                f"a condition failed in section {section}"
+                f"a condition failed in section {_section_name(section)}"
             )
             failure.record = self.failed
             raise failure
@@ -685,3 +686,11 @@ class _Interpreter:
         if expected is None or expected != env.digest:
             raise SuitAuthError(f"dependency {index} does not match its image-digest")
         return env
+
+
+def _section_name(section: int) -> str:
+    """A manifest section as messages name it: ``install (20)``."""
+    try:
+        return f"{SuitManifestKey(section).name.replace('_', '-')} ({section})"
+    except ValueError:
+        return str(section)

@@ -21,6 +21,7 @@ from teep.errors import DecodeError
 from teep.suit.envelope import SuitDigest
 from teep.suit.errors import SuitDecodeError
 from teep.suit.registry import (
+    SuitDigestAlgorithm,
     SuitManifestKey,
     SuitParameter,
     SuitReportKey,
@@ -61,7 +62,8 @@ class SuitRecord:
             "offset": self.section_offset,
             "component-index": self.component_index,
             "properties": {
-                _name(SuitParameter, k): _plain(v) for k, v in self.properties.items()
+                _name(SuitParameter, k): _parameter(k, v)
+                for k, v in self.properties.items()
             },
         }
 
@@ -140,7 +142,7 @@ class SuitReport:
             }
         return {
             "manifest-uri": self.manifest_uri,
-            "manifest-digest": _plain(self.manifest_digest.to_cbor()),
+            "manifest-digest": _digest_text(self.manifest_digest.to_cbor()),
             "nonce": None if self.nonce is None else self.nonce.hex(),
             "result": result,
             "records": [
@@ -185,9 +187,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _digest_text(value: Any) -> Any:
+    """A SUIT_Digest as ``ALGORITHM:HEX`` (``sha-256:...``); anything else
+    as plain JSON."""
+    if (
+        isinstance(value, list)
+        and len(value) >= 2
+        and isinstance(value[0], int)
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], bytes)
+    ):
+        return f"{_name(SuitDigestAlgorithm, value[0])}:{value[1].hex()}"
+    return _plain(value)
+
+
+def _parameter(key: Any, value: Any) -> Any:
+    """A measured parameter for JSON: an image digest (a bstr-wrapped
+    SUIT_Digest) as ``ALGORITHM:HEX``, anything else as plain JSON."""
+    if key == SuitParameter.image_digest and isinstance(value, bytes):
+        try:
+            return _digest_text(cbor.loads(value))
+        except DecodeError:
+            pass
+    return _plain(value)
+
+
 def _claims(claims: Mapping[int, Any]) -> dict[str, Any]:
     return {
-        ("component-id" if k == 0 else _name(SuitParameter, k)): _plain(v)
+        ("component-id" if k == 0 else _name(SuitParameter, k)): _parameter(k, v)
         for k, v in claims.items()
     }
 
