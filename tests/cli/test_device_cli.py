@@ -315,3 +315,83 @@ def _free(folder: Path) -> bool:
             return True
     except ConfigError:
         return False
+
+
+def _install_component(folder: Path, name: str, wat: str) -> None:
+    from teep import components
+    from teep.device.wasm import compile_wat
+
+    with _tee(folder).components.transaction() as txn:
+        txn.write(components.component_id(name), [compile_wat(wat)])
+
+
+ARGS_AND_EXIT = """
+(module
+  (import "wasi_snapshot_preview1" "args_sizes_get"
+    (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "out\\n")
+  (data (i32.const 200) "err")
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 100))
+    (i32.store (i32.const 20) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (i32.store (i32.const 16) (i32.const 200))
+    (i32.store (i32.const 20) (i32.const 3))
+    (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 24)))
+    ;; exit with argc: argv[0] and what the caller passed
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    (call $exit (i32.load (i32.const 0)))))
+"""
+
+
+def test_invoke_exits_with_the_component_status(run: Run, folder: Path) -> None:
+    """A non-zero exit code is the component's result: its output is
+    printed, one plain line names the status, and teep exits with it."""
+    _install_component(folder, "exit3", ARGS_AND_EXIT)
+    result = run("device", "invoke", "--dir", str(folder), "exit3", "a", "b")
+    assert result.exit_code == 3, result.stderr
+    assert result.stdout == "out\n"
+    assert result.stderr == "err\ncomponent exit3 exited with status 3\n"
+    assert "teep: error" not in result.stderr
+
+
+def test_invoke_passes_arguments(run: Run, folder: Path) -> None:
+    """Arguments after NAME, also ones that look like options after --,
+    reach the component after argv[0]; none gives argc 1."""
+    _install_component(folder, "argc", ARGS_AND_EXIT)
+    plain = run("device", "invoke", "--dir", str(folder), "argc")
+    assert plain.exit_code == 1
+    assert plain.stderr.endswith("component argc exited with status 1\n")
+    dashed = run(
+        "device", "invoke", "--dir", str(folder), "--input", "x", "argc",
+        "--", "-v", "--input", "z",
+    )  # fmt: skip
+    assert dashed.exit_code == 4, dashed.stderr
+    assert dashed.stdout == "out\n"
+
+
+def test_invoke_stops_a_component_that_sleeps(run: Run, folder: Path) -> None:
+    """A component waiting 100 s in poll_oneoff is stopped at the time limit
+    with a one-line error instead of holding the command."""
+    _install_component(
+        folder,
+        "sleeper",
+        """
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 100000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+""",
+    )
+    started = time.monotonic()
+    result = run("device", "invoke", "--dir", str(folder), "sleeper")
+    assert time.monotonic() - started < 10
+    assert "out of time" in assert_one_line_error(result)

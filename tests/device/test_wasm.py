@@ -279,3 +279,53 @@ def test_command_exits_cleanly_after_a_component_was_stopped() -> None:
         assert "out of time" in stdout
         assert "teep" in stdout.splitlines()[-1]
         assert "panicked" not in stderr
+
+
+def _sleeper(nanoseconds: int, flags: int = 0, clock: int = 1) -> bytes:
+    """A component that waits once on a clock with poll_oneoff and exits with
+    the errno, the number of events and the event's type (0 for a clock)
+    written as ``errno * 100 + events * 10 + type``."""
+    return _module(
+        '(func (export "_start")'
+        f" (i32.store (i32.const 16) (i32.const {clock}))"
+        f" (i64.store (i32.const 24) (i64.const {nanoseconds}))"
+        f" (i32.store16 (i32.const 40) (i32.const {flags}))"
+        " (i32.store8 (i32.const 74) (i32.const 9))"
+        " (call $exit (i32.add"
+        "  (i32.mul (i32.const 100) (call $poll (i32.const 0) (i32.const 64)"
+        "   (i32.const 1) (i32.const 128)))"
+        "  (i32.add (i32.mul (i32.const 10) (i32.load (i32.const 128)))"
+        "   (i32.load8_u (i32.const 74))))))",
+        '(import "wasi_snapshot_preview1" "poll_oneoff"'
+        " (func $poll (param i32 i32 i32 i32) (result i32)))"
+        '(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
+    )
+
+
+def test_a_long_sleep_runs_out_of_time() -> None:
+    """Waiting in poll_oneoff does not outlast the time limit: the run ends
+    at the limit with the time-limit error, and the next run is unharmed."""
+    started = time.monotonic()
+    with pytest.raises(ComponentError, match=r"out of time \(ran longer than 0.5 s\)"):
+        run_component(_sleeper(100 * 10**9), time_limit=0.5)
+    assert time.monotonic() - started < 3
+    assert run_component(demo_component_wasm(), time_limit=0.5).exit_code == 0
+
+
+@pytest.mark.parametrize("clock", [0, 1])
+def test_a_long_wait_until_a_time_runs_out_of_time(clock: int) -> None:
+    """A wait until a far time on either clock stops at the limit too."""
+    started = time.monotonic()
+    with pytest.raises(ComponentError, match="out of time"):
+        run_component(_sleeper(2**63, flags=1, clock=clock), time_limit=0.5)
+    assert time.monotonic() - started < 3
+
+
+def test_a_short_sleep_within_the_limit_works() -> None:
+    """A wait that ends in time is WASI's own: it sleeps, then reports one
+    clock event."""
+    started = time.monotonic()
+    assert run_component(_sleeper(100_000_000), time_limit=2).exit_code == 10
+    assert time.monotonic() - started >= 0.1
+    # A time already past on the realtime clock returns at once.
+    assert run_component(_sleeper(1, flags=1, clock=0)).exit_code == 10

@@ -403,15 +403,24 @@ def list_components(folder: Path) -> None:
 @device.command("invoke")
 @dir_option
 @click.argument("name")
+@click.argument("args", nargs=-1)
 @click.option(
     "--input", "text", default="", help="Text to give the component on stdin."
 )
-def invoke(folder: Path, name: str, text: str) -> None:
-    """Run installed component NAME inside the simulated TEE."""
+def invoke(folder: Path, name: str, args: tuple[str, ...], text: str) -> None:
+    """Run installed component NAME inside the simulated TEE, passing it
+    ARGS (put -- before them if one starts with -).
+
+    The command exits with the component's own exit status."""
     dev = Device.open(folder)
-    result = dev.invoke(name, text.encode())
+    result = dev.invoke(name, text.encode(), args)
     sys.stdout.write(result.stdout.decode("utf-8", "replace"))
-    if result.stderr:
-        sys.stderr.write(result.stderr.decode("utf-8", "replace"))
+    errors = result.stderr.decode("utf-8", "replace")
+    sys.stderr.write(errors)
     if result.exit_code:
-        fail(f"component {name} exited with status {result.exit_code}")
+        # The component's status is its result, not teep's error.
+        sys.stdout.flush()
+        if errors and not errors.endswith("\n"):
+            sys.stderr.write("\n")
+        sys.stderr.write(f"component {name} exited with status {result.exit_code}\n")
+        sys.exit(min(max(result.exit_code, 1), 255))

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -382,17 +382,22 @@ class Device:
             if self.tee.components.manifest(mid) is not None
         ]
 
-    def invoke(self, name: str, stdin: bytes = b"") -> ComponentResult:
-        """Run an installed component in the WebAssembly sandbox.
+    def invoke(
+        self, name: str, stdin: bytes = b"", args: Sequence[str] = ()
+    ) -> ComponentResult:
+        """Run an installed component in the WebAssembly sandbox, with
+        ``args`` after its ``argv[0]``.  A non-zero exit code is part of the
+        result, not an error.
 
         :raises ConfigError: if it is not installed.
-        :raises teep.device.wasm.ComponentError: if it traps or breaks the contract.
+        :raises teep.device.wasm.ComponentError: if it traps, runs out of
+            fuel or time, or breaks the contract.
         """
         module = self.tee.components.read(components.component_id(name))
         if module is None:
             raise ConfigError(f"component {name!r} is not installed on this device")
         config = self.tee.components.read(components.config_id(name))
-        return run_component(module, stdin=stdin, config=config)
+        return run_component(module, args=args, stdin=stdin, config=config)
 
 
 def acceptable_id(cid: ComponentId) -> bool:

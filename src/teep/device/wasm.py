@@ -12,7 +12,10 @@ this module hands it and nothing else:
   calls would otherwise run for many seconds) and a cap on its linear
   memory, so a runaway component stops instead of hanging or exhausting
   the device;
-* no environment variables, no clock beyond what WASI always offers, no
+* teep's own ``poll_oneoff`` (and ``clock_time_get``), so that waiting on
+  a clock cannot outlast the wall-clock limit (the limit otherwise stops
+  only WebAssembly code, not a host call in progress);
+* no environment variables, no clocks but realtime and monotonic, no
   sockets, no other files.
 
 What it writes on stdout and stderr is collected in memory, up to a limit.
@@ -24,8 +27,10 @@ from __future__ import annotations
 import errno
 import functools
 import math
+import struct
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +70,20 @@ CONFIG_FILE = "config"
 """Name of the Personalization Data file in the guest's root directory."""
 PROGRAM_NAME = "component"
 """``argv[0]`` as the component sees it."""
+_SUBSCRIPTION = struct.Struct("<Q B 7x I 4x Q Q H 6x")
+"""A WASI preview1 ``subscription``: userdata, tag, then for a clock its id,
+timeout, precision and flags."""
+_EVENT = struct.Struct("<Q H B 5x Q H 6x")
+"""A WASI preview1 ``event``: userdata, errno, type, bytes ready, flags."""
+_CLOCK, _FD_READ, _FD_WRITE = 0, 1, 2
+"""Subscription and event types."""
+_REALTIME, _MONOTONIC = 0, 1
+"""The clocks a component may read and wait on."""
+_ABSTIME = 1
+"""``subclockflags``: the timeout is a time on the clock, not a duration."""
+_EFAULT, _EINVAL = 21, 28
+"""WASI errno values."""
+_U32 = 0xFFFFFFFF
 
 
 class ComponentError(TeepError):
@@ -264,6 +283,7 @@ def _start(store: wasmtime.Store, module: wasmtime.Module, time_limit: float) ->
     linker = wasmtime.Linker(_engine())
     try:
         linker.define_wasi()
+        _define_clocks(linker, time.monotonic() + time_limit)
         instance = linker.instantiate(store, module)
         start = instance.exports(store)["_start"]
         if not isinstance(start, wasmtime.Func):
@@ -271,6 +291,10 @@ def _start(store: wasmtime.Store, module: wasmtime.Module, time_limit: float) ->
         start(store)
     except wasmtime.ExitTrap as exc:
         return int(exc.code)
+    except _OutOfTime:
+        # Raised by teep's own poll_oneoff, which has returned: nothing of
+        # wasmtime's WASI layer is left mid-call.
+        raise ComponentError(f"component trapped: {_out_of_time(time_limit)}") from None
     except wasmtime.Trap as exc:
         _stopped.set()
         raise ComponentError(
@@ -280,6 +304,121 @@ def _start(store: wasmtime.Store, module: wasmtime.Module, time_limit: float) ->
         _stopped.set()
         raise ComponentError(f"component failed: {_first_line(exc)}") from None
     return 0
+
+
+class _OutOfTime(Exception):
+    """A component asked to wait past the end of its time limit."""
+
+
+def _define_clocks(linker: wasmtime.Linker, deadline: float) -> None:
+    """Put teep's ``poll_oneoff`` and ``clock_time_get`` in place of
+    wasmtime's.
+
+    wasmtime's ``poll_oneoff`` sleeps for as long as the component asks,
+    and epoch interruption stops only WebAssembly code, so one call could
+    hold the device for hours.  teep's sleeps until the first clock
+    subscription fires or until ``deadline``, whichever comes first, and in
+    the second case stops the run.  A file descriptor subscription is ready
+    at once: stdin and ``/config`` are regular files, stdout and stderr are
+    collected in memory and there are no sockets.  The other WASI calls a
+    component may make do not wait.  ``clock_time_get`` is teep's too, so
+    that a wait until a time on the monotonic clock uses the clock the
+    component reads.
+    """
+    origin = time.monotonic_ns()
+
+    def now(clock_id: int) -> int | None:
+        if clock_id == _REALTIME:
+            return time.time_ns()
+        if clock_id == _MONOTONIC:
+            return time.monotonic_ns() - origin
+        return None
+
+    def clock_time_get(
+        caller: wasmtime.Caller, clock_id: int, _precision: int, out: int
+    ) -> int:
+        memory = _memory(caller)
+        value = now(clock_id)
+        if value is None:
+            return _EINVAL
+        if memory is None or not _fits(memory, caller, out, 8):
+            return _EFAULT
+        memory.write(caller, struct.pack("<Q", value), out & _U32)
+        return 0
+
+    def poll_oneoff(
+        caller: wasmtime.Caller, subs: int, events: int, count: int, nevents: int
+    ) -> int:
+        memory = _memory(caller)
+        count &= _U32
+        if count == 0:
+            return _EINVAL
+        if memory is None or not (
+            _fits(memory, caller, subs, count * _SUBSCRIPTION.size)
+            and _fits(memory, caller, events, count * _EVENT.size)
+            and _fits(memory, caller, nevents, 4)
+        ):
+            return _EFAULT
+        data = bytes(
+            memory.read(caller, subs & _U32, (subs & _U32) + count * _SUBSCRIPTION.size)
+        )
+        ready: list[bytes] = []
+        clocks: list[tuple[int, int]] = []  # (userdata, when on the monotonic clock)
+        for offset in range(0, len(data), _SUBSCRIPTION.size):
+            userdata, tag, clock_id, timeout, _, flags = _SUBSCRIPTION.unpack_from(
+                data, offset
+            )
+            if tag in (_FD_READ, _FD_WRITE):
+                ready.append(_EVENT.pack(userdata, 0, tag, 0, 0))
+            elif tag != _CLOCK:
+                return _EINVAL
+            elif (current := now(clock_id)) is None:
+                ready.append(_EVENT.pack(userdata, _EINVAL, tag, 0, 0))
+            else:
+                wait = max(0, timeout - current) if flags & _ABSTIME else timeout
+                clocks.append((userdata, time.monotonic_ns() + wait))
+        if not ready:
+            first = min(when for _, when in clocks)
+            if first / 1e9 > deadline:
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                raise _OutOfTime
+            time.sleep(max(0, first - time.monotonic_ns()) / 1e9)
+            fired = time.monotonic_ns()
+            ready = [
+                _EVENT.pack(userdata, 0, _CLOCK, 0, 0)
+                for userdata, when in clocks
+                if when <= fired
+            ]
+        memory.write(caller, b"".join(ready), events & _U32)
+        memory.write(caller, struct.pack("<I", len(ready)), nevents & _U32)
+        return 0
+
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    linker.allow_shadowing = True
+    linker.define_func(
+        WASI_MODULE,
+        "clock_time_get",
+        wasmtime.FuncType([i32, i64, i32], [i32]),
+        clock_time_get,
+        access_caller=True,
+    )
+    linker.define_func(
+        WASI_MODULE,
+        "poll_oneoff",
+        wasmtime.FuncType([i32, i32, i32, i32], [i32]),
+        poll_oneoff,
+        access_caller=True,
+    )
+    linker.allow_shadowing = False
+
+
+def _memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
+    memory = caller.get("memory")
+    return memory if isinstance(memory, wasmtime.Memory) else None
+
+
+def _fits(memory: wasmtime.Memory, caller: wasmtime.Caller, at: int, size: int) -> bool:
+    return (at & _U32) + size <= memory.data_len(caller)
 
 
 _stopped = threading.Event()
@@ -302,10 +441,14 @@ def _trap_reason(trap: wasmtime.Trap, time_limit: float) -> str:
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return "out of fuel (CPU budget exhausted)"
     if code == wasmtime.TrapCode.INTERRUPT:
-        return f"out of time (ran longer than {time_limit:g} s)"
+        return _out_of_time(time_limit)
     if code is not None:
         return str(code.name).lower().replace("_", " ")
     return _first_line(trap)
+
+
+def _out_of_time(time_limit: float) -> str:
+    return f"out of time (ran longer than {time_limit:g} s)"
 
 
 def _first_line(exc: Exception) -> str:
