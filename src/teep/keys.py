@@ -4,17 +4,26 @@ teep signs with two kinds of key, the two the TEEP MTI cipher suites need:
 ECDSA on P-256 (COSE ESP256, -9; legacy ES256, -7) and Ed25519 (COSE Ed25519,
 -19; legacy EdDSA, -8).  A key is identified everywhere by its RFC 9679 COSE
 Key Thumbprint, which is also the ``kid`` teep puts on what it signs.
+
+A key file is PEM, DER or a COSE_Key.  Where a public key is wanted, an
+X.509 certificate also serves: teep takes the public key out of it and does
+not validate the certificate or its chain.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -27,6 +36,7 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "TrustAnchorStore",
+    "read_key_file",
 ]
 
 
@@ -189,22 +199,27 @@ class PublicKey:
     def from_bytes(cls, data: bytes) -> PublicKey:
         """Load a public key from PEM, DER (SPKI) or an encoded COSE_Key.
 
-        A private key in any of those forms yields its public half.
+        A private key in any of those forms yields its public half, and an
+        X.509 certificate the public key it holds (the certificate is not
+        validated).
 
         :raises KeyLoadError: if nothing usable is found.
         """
-        stripped = data.lstrip()
-        if stripped.startswith(b"-----BEGIN"):
-            if b"PRIVATE KEY" in stripped:
-                return PrivateKey.from_bytes(data).public
-            try:
-                return cls.from_crypto(serialization.load_pem_public_key(data))
-            except ValueError as exc:
-                raise KeyLoadError(f"unreadable PEM public key: {exc}") from None
+        if _is_pem(data):
+            for label, der in _pem_blocks(data):
+                if label.endswith("PRIVATE KEY"):
+                    return PrivateKey.from_der(der).public
+                if label.endswith("PUBLIC KEY"):
+                    return cls.from_crypto(_der_public_key(der))
+                if label in _CERTIFICATE_LABELS:
+                    return cls.from_crypto(_certificate_key(der))
+            raise KeyLoadError("the PEM file holds no key or certificate")
         try:
             return cls.from_crypto(serialization.load_der_public_key(data))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             pass
+        if _is_der_certificate(data):
+            return cls.from_crypto(_certificate_key(data))
         try:
             value = cbor.loads(data)
         except cbor.CBORDecodeError:
@@ -217,7 +232,7 @@ class PublicKey:
 
         :raises KeyLoadError: if the file cannot be read or parsed.
         """
-        return cls.from_bytes(_read(path))
+        return cls.from_bytes(read_key_file(path))
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,15 +287,42 @@ class PrivateKey:
     def from_bytes(cls, data: bytes) -> PrivateKey:
         """Load a private key from PEM or DER (PKCS#8, SEC1).
 
+        An ``EC PARAMETERS`` block before the key (``openssl ecparam
+        -genkey`` writes one) is skipped.
+
         :raises KeyLoadError: if the bytes hold no usable private key.
         """
+        if not _is_pem(data):
+            if _is_der_certificate(data):
+                raise KeyLoadError(_NO_PRIVATE_IN_CERTIFICATE)
+            return cls.from_der(data)
+        labels = []
+        for label, der in _pem_blocks(data):
+            if label.endswith("PRIVATE KEY"):
+                return cls.from_der(der)
+            labels.append(label)
+        if any(label in _CERTIFICATE_LABELS for label in labels):
+            raise KeyLoadError(_NO_PRIVATE_IN_CERTIFICATE)
+        if any(label.endswith("PUBLIC KEY") for label in labels):
+            raise KeyLoadError("the file holds a public key; a private key is needed")
+        raise KeyLoadError("the PEM file holds no private key")
+
+    @classmethod
+    def from_der(cls, der: bytes) -> PrivateKey:
+        """Load an unencrypted DER private key (PKCS#8 or SEC1).
+
+        :raises KeyLoadError: if it is not one, or not P-256 or Ed25519.
+        """
         try:
-            if data.lstrip().startswith(b"-----BEGIN"):
-                key = serialization.load_pem_private_key(data, password=None)
-            else:
-                key = serialization.load_der_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise KeyLoadError(f"unreadable private key: {exc}") from None
+            key = serialization.load_der_private_key(der, password=None)
+        except TypeError:
+            raise KeyLoadError(_ENCRYPTED) from None
+        except UnsupportedAlgorithm:
+            raise KeyLoadError("only P-256 and Ed25519 keys are supported") from None
+        except ValueError:
+            raise KeyLoadError(
+                "unreadable private key (not an unencrypted PKCS#8 or SEC1 key)"
+            ) from None
         return cls.from_crypto(key)
 
     @classmethod
@@ -289,7 +331,7 @@ class PrivateKey:
 
         :raises KeyLoadError: if the file cannot be read or parsed.
         """
-        return cls.from_bytes(_read(path))
+        return cls.from_bytes(read_key_file(path))
 
     def save(self, path: str | Path) -> None:
         """Write the key as PEM, readable by the owner only."""
@@ -345,7 +387,78 @@ class TrustAnchorStore:
         return store
 
 
-def _read(path: str | Path) -> bytes:
+_CERTIFICATE_LABELS = ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE")
+_NO_PRIVATE_IN_CERTIFICATE = (
+    "a certificate holds no private key: give the private key file"
+)
+_ENCRYPTED = (
+    "the private key is encrypted: teep reads unencrypted keys only"
+    " (openssl pkey -in KEY -out PLAIN.pem)"
+)
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL
+)
+
+
+def _is_pem(data: bytes) -> bool:
+    return b"-----BEGIN " in data
+
+
+def _pem_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Each PEM block's label and DER bytes, in file order.
+
+    ``EC PARAMETERS`` blocks are skipped; the key itself is read from its
+    bytes, whatever its label says (some tools put PKCS#8 under ``EC
+    PRIVATE KEY``).
+
+    :raises KeyLoadError: for an encrypted key or a block that is not base64.
+    """
+    for match in _PEM_BLOCK.finditer(data):
+        label = match.group(1).decode("ascii")
+        body = match.group(2)
+        if label == "EC PARAMETERS":
+            continue
+        if "ENCRYPTED" in label or b"Proc-Type:" in body:
+            raise KeyLoadError(_ENCRYPTED)
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyLoadError(f"the PEM {label} block is not valid base64") from None
+        yield label, der
+
+
+def _der_public_key(der: bytes) -> Any:
+    try:
+        return serialization.load_der_public_key(der)
+    except UnsupportedAlgorithm:
+        raise KeyLoadError("only P-256 and Ed25519 keys are supported") from None
+    except (ValueError, TypeError):
+        raise KeyLoadError("unreadable PEM public key") from None
+
+
+def _is_der_certificate(data: bytes) -> bool:
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _certificate_key(der: bytes) -> Any:
+    """The public key of a DER certificate (which is not validated)."""
+    try:
+        return x509.load_der_x509_certificate(der).public_key()
+    except ValueError:
+        raise KeyLoadError("unreadable certificate") from None
+    except UnsupportedAlgorithm:
+        raise KeyLoadError("only P-256 and Ed25519 keys are supported") from None
+
+
+def read_key_file(path: str | Path) -> bytes:
+    """The bytes of a key file.
+
+    :raises KeyLoadError: if it cannot be read.
+    """
     try:
         return Path(path).read_bytes()
     except OSError as exc:

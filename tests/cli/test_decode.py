@@ -445,3 +445,63 @@ def test_long_byte_strings_are_cut_unless_full(run: Run, tmp_path: Path) -> None
     full = run("decode", "--full", str(path))
     assert full.exit_code == 0, full.stderr
     assert f"h'{payload.hex()}'" in full.stdout and "shown" not in full.stdout
+
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def test_array_opening_with_a_negative_number_is_not_teep(run: Run) -> None:
+    """A COSE_KDF_Context ([-3, ...]) is no TEEP message: it is named as
+    other unknown items are, not as a malformed TEEP message."""
+    vector = TESTS / "vectors" / "suit" / "encryption" / "fwenc-a128kw_kdf_context.hex"
+    line = assert_one_line_error(run("decode", str(vector)))
+    assert line == (
+        "teep: error: not a TEEP message, SUIT envelope or EAT"
+        " (a CBOR item: an array opening with -3)"
+    )
+
+
+def test_error_element_count_reads_once(run: Run) -> None:
+    """A pre-RFC Success (type 5) read in the final numbering is an Error
+    with too few elements; "error:" is not doubled."""
+    vector = TESTS / "vectors" / "teep" / "pre-rfc" / "success.hex"
+    line = assert_one_line_error(run("decode", "--numbering", "final", str(vector)))
+    assert line == (
+        "teep: error: as the final numbering's Error (type 5) it has 2 elements,"
+        " expected 3"
+    )
+
+
+def test_error_field_problem_not_doubled(run: Run, tmp_path: Path) -> None:
+    """Any other fault in an Error names it without a second "error:"."""
+    path = tmp_path / "bad.cbor"
+    path.write_bytes(cbor.dumps([5, {}, "not a code"]))
+    line = assert_one_line_error(run("decode", "--numbering", "final", str(path)))
+    assert not line.startswith("teep: error: error:")
+    assert line.startswith("teep: error: in the Error message: ")
+
+
+def test_mac0_envelope_with_a_public_key(run: Run, tmp_path: Path) -> None:
+    """--key on an envelope authenticated with COSE_Mac0 says a public key
+    cannot check it."""
+    key = tmp_path / "k.pem"
+    key.write_bytes(PrivateKey.generate().public.to_pem())
+    vector = TESTS / "vectors" / "suit" / "fwenc-suit-manifest-aes-kw.hex"
+    line = assert_one_line_error(run("decode", "--key", str(key), str(vector)))
+    assert line == (
+        "teep: error: the envelope is authenticated with COSE_Mac0 (a shared key),"
+        " which a public key cannot check"
+    )
+
+
+def test_key_from_certificate_and_hex_cose_key(run: Run) -> None:
+    """--key takes a certificate's public key, or a COSE_Key in hex; a key
+    that did not sign is named by its kid."""
+    for name in (
+        "teep_device_tam_teep_p256_cert.pem",
+        "personalization_kek_p256.cose_key.hex",
+    ):
+        line = assert_one_line_error(
+            run("decode", "--key", str(VECTORS / name), str(VECTORS / "suit_uri.hex"))
+        )
+        assert "signature does not verify with" in line

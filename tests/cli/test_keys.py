@@ -124,3 +124,109 @@ def test_bad_type_is_usage_error(run: Run, tmp_path: Path) -> None:
     assert_one_line_error(
         run("keys", "generate", "--type", "rsa", str(tmp_path / "k.pem")), code=2
     )
+
+
+# Key files as other implementations write them.
+
+CLI_VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "cli"
+
+
+def test_ec_parameters_block_is_skipped(run: Run) -> None:
+    """An ``openssl ecparam -genkey`` style file (EC PARAMETERS, then the
+    key) loads as the private key, for show and for signing."""
+    path = CLI_VECTORS / "libcsuit_trust_anchor_secp256r1.pem"
+    public = PublicKey.load(CLI_VECTORS / "libcsuit_trust_anchor_secp256r1_pub.pem")
+    assert PrivateKey.load(path).kid == public.thumbprint
+    shown = run("keys", "show", str(path))
+    assert shown.exit_code == 0, shown.stderr
+    assert "holds:            private key" in shown.stdout
+    assert public.thumbprint.hex() in shown.stdout
+
+
+def test_certificate_gives_its_public_key(run: Run) -> None:
+    """A certificate stands for its public key; as a private key it is
+    refused with one short line."""
+    cert = CLI_VECTORS / "teep_device_tam_teep_p256_cert.pem"
+    public = PublicKey.load(CLI_VECTORS / "teep_device_tam_teep_p256_pub.pem")
+    assert PublicKey.load(cert).thumbprint == public.thumbprint
+    shown = run("keys", "show", str(cert))
+    assert shown.exit_code == 0, shown.stderr
+    assert "holds:            public key" in shown.stdout
+    assert public.thumbprint.hex() in shown.stdout
+    line = assert_one_line_error(
+        run("manifest", "sign", "--key", str(cert), "-o", "-", str(cert))
+    )
+    assert line.endswith(
+        "a certificate holds no private key: give the private key file"
+    )
+
+
+def test_certificate_in_der(tmp_path: Path) -> None:
+    """A DER certificate gives its public key too."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (CLI_VECTORS / "teep_device_tam_teep_p256_cert.pem").read_bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    public = PublicKey.load(CLI_VECTORS / "teep_device_tam_teep_p256_pub.pem")
+    assert PublicKey.from_bytes(der).thumbprint == public.thumbprint
+    from teep.errors import KeyLoadError
+
+    with pytest.raises(KeyLoadError, match=r"^a certificate holds no private key"):
+        PrivateKey.from_bytes(der)
+
+
+def test_cose_key_in_hex(run: Run, tmp_path: Path) -> None:
+    """A COSE_Key written as hex text, with comments, is read as teep
+    decode reads hex."""
+    path = CLI_VECTORS / "personalization_kek_p256.cose_key.hex"
+    expected = PublicKey.from_bytes(bytes.fromhex(path.read_text())).thumbprint.hex()
+    shown = run("keys", "show", str(path))
+    assert shown.exit_code == 0, shown.stderr
+    assert "holds:            private key" in shown.stdout
+    assert expected in shown.stdout
+    commented = tmp_path / "kek.hex"
+    text = path.read_text().strip()
+    commented.write_text(f"# the E.3 receiver key\n{text[:40]}\n{text[40:]}  # end\n")
+    shown = run("keys", "show", "--json", str(commented))
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["thumbprint"] == expected
+
+
+def test_odd_hex_key_is_one_line(run: Run, tmp_path: Path) -> None:
+    """A hex key file with an odd digit count is one line naming the file."""
+    path = tmp_path / "odd.hex"
+    path.write_text("a50102f")
+    line = assert_one_line_error(run("keys", "show", str(path)))
+    assert "odd.hex" in line
+    assert "odd number of digits" in line
+
+
+@pytest.mark.parametrize("pkcs8", [True, False])
+def test_encrypted_key_is_one_short_line(pkcs8: bool) -> None:
+    """An encrypted key (PKCS#8 or OpenSSL's own) is refused in teep's
+    words, not cryptography's."""
+    from cryptography.hazmat.primitives import serialization
+
+    from teep.errors import KeyLoadError
+
+    form = serialization.PrivateFormat
+    data = PrivateKey.generate().key.private_bytes(
+        serialization.Encoding.PEM,
+        form.PKCS8 if pkcs8 else form.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(b"x"),
+    )
+    with pytest.raises(KeyLoadError, match=r"^the private key is encrypted"):
+        PrivateKey.from_bytes(data)
+
+
+def test_unreadable_private_key_is_short(run: Run, tmp_path: Path) -> None:
+    """A PEM private key block that is no key gives teep's own short line."""
+    path = tmp_path / "bad.pem"
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    line = assert_one_line_error(
+        run("manifest", "sign", "--key", str(path), "-o", "-", str(path))
+    )
+    assert line == (
+        "teep: error: unreadable private key (not an unencrypted PKCS#8 or SEC1 key)"
+    )

@@ -885,3 +885,41 @@ def test_hex_flag_refuses_binary(run: Run, folder: Path) -> None:
     assert "not valid hex" in message
     key = str(folder / "signer.pem")
     assert_one_line_error(run("manifest", "verify", "--hex", "--key", key, envelope))
+
+
+def test_verify_wrong_key_names_both_kids(run: Run, folder: Path) -> None:
+    """verify with a key that did not sign names the signer's kid and the
+    given key's kid, 16 hex digits each."""
+    envelope = create(run, folder, "hello")
+    other = folder / "other.pem"
+    PrivateKey.generate().save(other)
+    line = assert_one_line_error(
+        run("manifest", "verify", "--key", str(other), str(envelope))
+    )
+    signer = PrivateKey.load(folder / "signer.pem").kid.hex()[:16]
+    given = PrivateKey.load(other).kid.hex()[:16]
+    assert line == (
+        f"teep: error: no signature verifies with --key (kid {given}..):"
+        f" the envelope is signed by kid {signer}.."
+    )
+
+
+def test_sever_names_the_dropped_signers(run: Run, folder: Path) -> None:
+    """sever on an envelope with two signatures says which signers the
+    output, signed by --key alone, no longer carries."""
+    two = _signed_twice(run, folder)
+    key = folder / "signer.pem"
+    out = folder / "severed.suit"
+    result = run("manifest", "sever", "--key", str(key), "-o", str(out), str(two))
+    assert result.exit_code == 0, result.stderr
+    kept = PrivateKey.load(key).kid.hex()[:16]
+    dropped = PrivateKey.load(folder / "other.pem").kid.hex()[:16]
+    assert (
+        f"note: dropped the signatures by kid {dropped}..; the output is signed by"
+        f" kid {kept}.. alone" in result.stdout
+    )
+    one = run(
+        "manifest", "sever", "--key", str(key), "-o", str(out), str(_hello(run, folder))
+    )
+    assert one.exit_code == 0, one.stderr
+    assert "note:" not in one.stdout

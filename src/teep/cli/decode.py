@@ -16,6 +16,7 @@ click; the command only reads the input and prints.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,8 +39,8 @@ from teep.keys import PublicKey
 from teep.protocol import codec, legacy
 from teep.protocol.errors import LegacyDialect
 from teep.protocol.messages import Message
-from teep.protocol.registry import DIALECTS, FINAL, Dialect
-from teep.suit.envelope import SuitEnvelope, verify_envelope
+from teep.protocol.registry import DIALECTS, FINAL, Dialect, MessageType
+from teep.suit.envelope import SuitEnvelope, _auth_parts, verify_envelope
 
 __all__ = ["Inspection", "decode", "inspect", "parse_input"]
 
@@ -144,10 +145,12 @@ def _payload(signed: cose.COSEMessage) -> Any:
 
 
 def _content_kind(content: Any) -> diag.Kind:
-    # Any array that opens with an integer is read as a TEEP message, so
-    # that older dialects are refused by name rather than shown as CBOR.
+    # Any array that opens with an unsigned integer is read as a TEEP
+    # message, so that older dialects are refused by name rather than shown
+    # as CBOR; one that opens with a negative number (a COSE_KDF_Context)
+    # is no TEEP message.
     if isinstance(content, list) and content and isinstance(content[0], int):
-        return _TEEP
+        return _TEEP if content[0] >= 0 else diag.Kind.PLAIN
     return diag.guess_kind(content)
 
 
@@ -168,18 +171,52 @@ def _strict(content: Any, dialect: Dialect) -> Message:
         _refuse_legacy(legacy.recognise(content))
         raise DecodeError(str(exc)) from None
     except TeepError as exc:
-        raise type(exc)(f"{_type_label(content, dialect)}: {exc}") from None
+        raise type(exc)(_strict_problem(content, dialect, str(exc))) from None
+
+
+_ELEMENT_COUNT = re.compile(
+    r"[A-Z_]+ has (\d+) elements, expected (\d+) \(\S+ numbering\)"
+)
+
+
+def _strict_problem(content: Any, dialect: Dialect, problem: str) -> str:
+    """The one line for a message that does not decode in ``dialect``.
+
+    It opens with the message type (``update: ...``), except for an Error,
+    whose name would follow teep's own ``error:``.
+    """
+    mtype = _message_type(content, dialect)
+    counted = _ELEMENT_COUNT.fullmatch(problem)
+    if mtype is not MessageType.ERROR:
+        if counted is not None:
+            problem = (
+                f"it has {counted[1]} elements, expected {counted[2]}"
+                f" ({dialect.name} numbering)"
+            )
+        return f"{_type_label(content, dialect)}: {problem}"
+    if counted is None:
+        return f"in the Error message: {problem}"
+    return (
+        f"as the {dialect.name} numbering's Error (type {content[0]}) it has"
+        f" {counted[1]} elements, expected {counted[2]}"
+    )
+
+
+def _message_type(content: Any, dialect: Dialect) -> MessageType | None:
+    first = content[0] if isinstance(content, list) and content else None
+    return dialect.type_of(first) if isinstance(first, int) and first >= 0 else None
 
 
 def _type_label(content: Any, dialect: Dialect) -> str:
-    first = content[0] if isinstance(content, list) and content else None
-    mtype = dialect.type_of(first) if isinstance(first, int) and first >= 0 else None
+    mtype = _message_type(content, dialect)
     return "TEEP message" if mtype is None else mtype.name.lower().replace("_", "-")
 
 
 def _describe(value: Any) -> str:
     if isinstance(value, cbor.CBORTag):
         return f"a CBOR item with tag {value.tag}"
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return f"a CBOR item: an array opening with {value[0]}"
     names = {list: "an array", dict: "a map", bytes: "a byte string", str: "a text"}
     for python_type, name in names.items():
         if isinstance(value, python_type):
@@ -207,10 +244,23 @@ def _check_key(
 
 def _check_envelope(data: bytes, key: PublicKey) -> PublicKey:
     envelope = SuitEnvelope.decode(data)
+    tags = {cbor.peek_tag(block) for block in _auth_blocks(envelope)}
+    if cose.COSETag.COSE_Mac0 in tags and not tags & _SIGNED:
+        fail(
+            "the envelope is authenticated with COSE_Mac0 (a shared key),"
+            " which a public key cannot check"
+        )
     try:
         return verify_envelope(envelope, [key])
     except VerifyError:
         fail(f"signature does not verify with {key.kid.hex()}")
+
+
+_SIGNED = {cose.COSETag.COSE_Sign1, cose.COSETag.COSE_Sign}
+
+
+def _auth_blocks(envelope: SuitEnvelope) -> list[Any]:
+    return _auth_parts(envelope.authentication_wrapper)[2]
 
 
 # --- presentation -----------------------------------------------------------------
@@ -282,7 +332,10 @@ def _top_kind(found: Inspection) -> diag.Kind:
     "--key",
     "keyfile",
     type=click.Path(),
-    help="Verify the signature with this key (PEM, DER or COSE_Key).",
+    help=(
+        "Verify the signature with this key (PEM, DER, COSE_Key, or a"
+        " certificate, whose key is used; the certificate is not validated)."
+    ),
 )
 @click.option("--json", "as_json_flag", is_flag=True, help="Print JSON.")
 @click.option(

@@ -3,6 +3,10 @@
 Every key is named by its RFC 9679 thumbprint, the ``kid`` teep puts on
 what it signs; these commands print it so it can be handed to the other
 side (a TAM's trust anchors, a device's).
+
+A key file is PEM, DER or a COSE_Key (raw CBOR, or hex text as ``teep
+decode`` reads it).  An X.509 certificate stands for its public key; teep
+does not validate the certificate or its chain.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from pathlib import Path
 import click
 
 from teep import cbor, diag
-from teep.cli.common import echo, fail, write_output
+from teep.cli.common import CLIError, echo, fail, parse_input, write_output
 from teep.errors import KeyLoadError
-from teep.keys import KeyKind, PrivateKey, PublicKey
+from teep.keys import KeyKind, PrivateKey, PublicKey, read_key_file
 
 __all__ = ["keys", "public_path"]
 
@@ -76,13 +80,20 @@ def generate(kind: str, force: bool, out: Path) -> None:
 def load_any(path: str) -> tuple[PublicKey, bool]:
     """Load a key file: (its public key, whether the file held the private key).
 
+    A COSE_Key may be written as hex text, with ``#`` comments.
+
     :raises KeyLoadError: if the file holds no usable key.
     """
+    data = read_key_file(path)
     try:
-        return PrivateKey.load(path).public, True
+        data = parse_input(data)
+    except CLIError as exc:
+        raise KeyLoadError(f"key file {path}: {exc}") from None
+    try:
+        return PrivateKey.from_bytes(data).public, True
     except KeyLoadError:
-        public = PublicKey.load(path)
-    return public, _cose_key_has_private_part(Path(path).read_bytes())
+        public = PublicKey.from_bytes(data)
+    return public, _cose_key_has_private_part(data)
 
 
 def _cose_key_has_private_part(data: bytes) -> bool:
@@ -98,7 +109,11 @@ def _cose_key_has_private_part(data: bytes) -> bool:
 @click.argument("keyfile", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(keyfile: str, as_json: bool) -> None:
-    """Show a key's type, thumbprint (kid), COSE_Key and public PEM."""
+    """Show a key's type, thumbprint (kid), COSE_Key and public PEM.
+
+    KEYFILE is PEM, DER, a COSE_Key (raw or hex) or an X.509 certificate,
+    whose public key is shown; the certificate is not validated.
+    """
     public, private = load_any(keyfile)
     cose_key = public.cose_key()
     if as_json:

@@ -214,6 +214,16 @@ def _signer_kids(env: SuitEnvelope) -> list[str]:
     return kids
 
 
+def _short_kids(kids: list[str]) -> str:
+    """Signers by key id (its first 16 hex digits), joined by commas."""
+    plain = {
+        "(no kid)": "a key with no kid",
+        "(unreadable block)": "an unreadable block",
+    }
+    shown = [plain.get(kid, f"kid {kid[:16]}..") for kid in kids]
+    return ", ".join(shown) if shown else "no one"
+
+
 @manifest.command("verify")
 @click.option(
     "--key",
@@ -228,8 +238,21 @@ def _signer_kids(env: SuitEnvelope) -> list[str]:
 def verify(keyfile: tuple[Path, ...], force_hex: bool, file: str) -> None:
     """Check an envelope's (raw CBOR or hex) signature and manifest digest;
     exit 1 if wrong."""
+    from teep.suit.errors import SuitAuthError
+
     keys = [PublicKey.load(k) for k in keyfile]
-    env, signer = open_envelope(_read_envelope(file, force_hex), keys)
+    data = _read_envelope(file, force_hex)
+    try:
+        env, signer = open_envelope(data, keys)
+    except SuitAuthError as exc:
+        if not any(t in str(exc) for t in ("does not verify", "no trusted key")):
+            raise
+        kids = _signer_kids(SuitEnvelope.decode(data))
+        given = _short_kids([key.kid.hex() for key in keys])
+        fail(
+            f"no signature verifies with --key ({given}): the envelope is signed"
+            f" by {_short_kids(kids)}"
+        )
     console.print(
         f"verified: sequence {env.manifest.sequence_number}, "
         f"signed by {signer.kid.hex()[:16]}.."
@@ -262,12 +285,23 @@ def sever(keyfile: Path, output: str, file: str) -> None:
     """Move text and severable sequences out of the manifest, leaving their
     digests; the envelope carries them until a distributor removes them.
     The manifest changes, so it is signed again with --key."""
-    envelope, moved = sever_envelope(read_input(file), PrivateKey.load(keyfile))
+    data, key = read_input(file), PrivateKey.load(keyfile)
+    envelope, moved = sever_envelope(data, key)
     if not moved:
         fail("nothing to sever (no severable member large enough)")
     write_output(output, envelope)
     severed = ", ".join(SuitManifestKey(k).name for k in moved)
     console.print(f"severed {severed} ({len(envelope)} bytes) -> {output}")
+    # The manifest changed, so every old signature is void; with several, say
+    # which signers the output no longer carries.
+    kids = _signer_kids(SuitEnvelope.decode(data))
+    dropped = [kid for kid in kids if kid != key.kid.hex()]
+    if len(kids) > 1 and dropped:
+        console.print(
+            f"note: dropped the signatures by {_short_kids(dropped)}; the output"
+            f" is signed by kid {key.kid.hex()[:16]}.. alone (add them back with"
+            " sign --add)"
+        )
 
 
 def print_reports(reports: list[tuple[float, bool, bytes]], as_json: bool) -> None:
