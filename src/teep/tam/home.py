@@ -26,7 +26,7 @@ from teep.tam.attester import tam_attester
 from teep.tam.database import normalise_url
 from teep.tam.service import TAMService
 from teep.tam.store import TAMStore
-from teep.verifier.tam_settings import TAMAttestationSettings
+from teep.verifier.tam_settings import TAMAttestationSettings, check_values
 
 __all__ = ["TAMHome", "TAMSettings"]
 
@@ -98,8 +98,7 @@ class TAMSettings:
             self.attestation = {}
         if not isinstance(self.attestation, dict):
             raise TypeError("attestation must be an object")
-        for key, value in self.attestation.items():
-            _check_attestation(key, value)
+        check_values(self.attestation)
 
 
 _NUMBERS = (
@@ -124,34 +123,6 @@ def _check_number(name: str, value: object, low: float, whole: bool) -> None:
         raise ValueError(f"{name} must be at least {low}, not {value}")
     if name == "port" and value > 65535:
         raise ValueError(f"port must be at most 65535, not {value}")
-
-
-_ATTESTATION_KINDS: dict[str, str] = {
-    "verifier": "a string",
-    "verifier_mode": "a string",
-    "verifier_keys": "a list of files",
-    "encrypted_evidence": "true or false",
-    "model": "a string",
-    "warning_installs": "true or false",
-    "contraindicated": "a string",
-}
-"""What each known key of the ``attestation`` object must hold (unknown keys
-are refused by :class:`TAMAttestationSettings`)."""
-
-
-def _check_attestation(key: object, value: object) -> None:
-    """Refuse a known ``attestation`` key holding a value of the wrong type."""
-    kind = _ATTESTATION_KINDS.get(str(key))
-    if kind is None:
-        return
-    if kind == "a string":
-        fits = isinstance(value, str)
-    elif kind == "true or false":
-        fits = isinstance(value, bool)
-    else:
-        fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if not fits:
-        raise TypeError(f"attestation.{key} must be {kind}")
 
 
 class TAMHome:

@@ -31,18 +31,44 @@ from teep.protocol.tam import AttestationModel
 from teep.tam.service import TAMService
 from teep.verifier.client import VerifierClient, VerifierMode
 
-__all__ = ["ENCRYPTION_KEY_FILE", "TAMAttestationSettings", "update_tam_settings"]
+__all__ = [
+    "ENCRYPTION_KEY_FILE",
+    "TAMAttestationSettings",
+    "check_values",
+    "update_tam_settings",
+]
 
 ENCRYPTION_KEY_FILE = "keys/tam-ecdh.pem"
-_KEYS = {
-    "verifier",
-    "verifier_mode",
-    "verifier_keys",
-    "encrypted_evidence",
-    "model",
-    "warning_installs",
-    "contraindicated",
+_KEYS: dict[str, str] = {
+    "verifier": "a string",
+    "verifier_mode": "a string",
+    "verifier_keys": "a list of files",
+    "encrypted_evidence": "true or false",
+    "model": "a string",
+    "warning_installs": "true or false",
+    "contraindicated": "a string",
 }
+"""Every key of the object, and what it must hold."""
+
+
+def check_values(values: dict[Any, Any]) -> None:
+    """Refuse a known key of the object holding a value of the wrong type
+    (unknown keys are :meth:`TAMAttestationSettings.load`'s to refuse).
+
+    :raises TypeError: naming the first such key.
+    """
+    for key, value in values.items():
+        kind = _KEYS.get(key)
+        if kind == "a string":
+            fits = isinstance(value, str)
+        elif kind == "true or false":
+            fits = isinstance(value, bool)
+        elif kind is not None:
+            fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            fits = True
+        if not fits:
+            raise TypeError(f"attestation.{key} must be {kind}")
 
 
 @dataclass(frozen=True)
@@ -56,17 +82,22 @@ class TAMAttestationSettings:
 
     @classmethod
     def load(cls, folder: Path, values: Any) -> TAMAttestationSettings:
-        """Check the object's keys.
+        """Check the object's keys and the type of each value.
 
-        :raises ConfigError: if it is not an object or has unknown keys.
+        :raises ConfigError: if it is not an object, has unknown keys or a
+            value of the wrong type.
         """
         if values is None:
             values = {}
         if not isinstance(values, dict):
             raise ConfigError("tam.json: attestation must be an object")
-        unknown = set(values) - _KEYS
+        unknown = set(values) - set(_KEYS)
         if unknown:
             raise ConfigError(f"tam.json: unknown attestation keys {sorted(unknown)}")
+        try:
+            check_values(values)
+        except TypeError as exc:
+            raise ConfigError(f"tam.json: {exc}") from None
         return cls(folder, dict(values))
 
     def verifier_keys(self) -> tuple[PublicKey, ...]:
@@ -75,8 +106,6 @@ class TAMAttestationSettings:
         :raises ConfigError: if a key file is unreadable.
         """
         paths = self.values.get("verifier_keys", [])
-        if not isinstance(paths, list):
-            raise ConfigError("tam.json: verifier_keys must be a list of files")
         try:
             return tuple(PublicKey.load(self.folder / str(p)) for p in paths)
         except TeepError as exc:
