@@ -203,7 +203,6 @@ class _Parser:
         self.integrated: dict[str, bytes] = {}
         self.integrated_at: dict[str, Where] = {}
         self.detached: dict[Path, bytes] = {}
-        self.detached_at: dict[Path, tuple[Where, bool]] = {}
         self.fetched: dict[str, tuple[bytes, Where, bool]] = {}
         self.encrypted: list[str] = []
 
@@ -474,10 +473,11 @@ class _Parser:
     def _detach(self, name: str, data: bytes, where: Where, default: bool) -> None:
         """Write ``data`` to ``name`` beside the description, once per file."""
         target = self.base / name
-        key = target.resolve()
-        first = self.detached_at.get(key)
+        first = next(
+            (c for c in self.ciphertexts if c[0].resolve() == target.resolve()), None
+        )
         if first is not None:
-            place, first_default = first
+            _, _, place, first_default = first
             given = " (the default)" if default else ""
             also = " (its default)" if first_default else ""
             self.ctx.error(
@@ -487,7 +487,6 @@ class _Parser:
                 "payload its own ciphertext file",
             )
         self.detached[target] = data
-        self.detached_at[key] = (where, default)
         self.ciphertexts.append((target, name, where, default))
 
     def _vendor(self, value: Any, where: Where) -> bytes | None:
