@@ -16,7 +16,6 @@ click; the command only reads the input and prints.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -174,23 +173,24 @@ def _strict(content: Any, dialect: Dialect) -> Message:
         raise type(exc)(_strict_problem(content, dialect, str(exc))) from None
 
 
-_ELEMENT_COUNT = re.compile(
-    r"[A-Z_]+ has (\d+) elements, expected (\d+) \(\S+ numbering\)"
-)
-
-
 def _strict_problem(content: Any, dialect: Dialect, problem: str) -> str:
     """The one line for a message that does not decode in ``dialect``.
 
     It opens with the message type (``update: ...``), except for an Error,
-    whose name would follow teep's own ``error:``.
+    whose name would follow teep's own ``error:``.  A wrong number of
+    elements (the codec's first check once the type and options map are
+    read) is put in words of this line's own.
     """
     mtype = _message_type(content, dialect)
-    counted = _ELEMENT_COUNT.fullmatch(problem)
+    counted = None
+    if mtype is not None and len(content) > 1 and isinstance(content[1], dict):
+        expected = codec.element_count(mtype)
+        if len(content) != expected:
+            counted = (len(content), expected)
     if mtype is not MessageType.ERROR:
         if counted is not None:
             problem = (
-                f"it has {counted[1]} elements, expected {counted[2]}"
+                f"it has {counted[0]} elements, expected {counted[1]}"
                 f" ({dialect.name} numbering)"
             )
         return f"{_type_label(content, dialect)}: {problem}"
@@ -198,7 +198,7 @@ def _strict_problem(content: Any, dialect: Dialect, problem: str) -> str:
         return f"in the Error message: {problem}"
     return (
         f"as the {dialect.name} numbering's Error (type {content[0]}) it has"
-        f" {counted[1]} elements, expected {counted[2]}"
+        f" {counted[0]} elements, expected {counted[1]}"
     )
 
 

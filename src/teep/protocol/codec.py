@@ -38,7 +38,14 @@ from teep.protocol.registry import (
     MessageType,
 )
 
-__all__ = ["classify", "decode", "decode_value", "encode", "encode_value"]
+__all__ = [
+    "classify",
+    "decode",
+    "decode_value",
+    "element_count",
+    "encode",
+    "encode_value",
+]
 
 # what the decoders below may find inside a TEEP message
 _TAGS: frozenset[int] = frozenset()
@@ -454,10 +461,10 @@ def decode_value(value: Any, dialect: Dialect = FINAL) -> Message:
     if not isinstance(options, dict):
         raise _legacy_or(value, "the second element must be the options map")
     positional = _POSITIONAL[mtype]
-    if len(value) != 2 + len(positional):
+    if len(value) != element_count(mtype):
         raise _legacy_or(
             value,
-            f"{mtype.name} has {len(value)} elements, expected {2 + len(positional)}"
+            f"{mtype.name} has {len(value)} elements, expected {element_count(mtype)}"
             f" ({dialect.name} numbering)",
         )
     kwargs: dict[str, Any] = {}
@@ -522,6 +529,12 @@ def _known_options(
             for attr, label, kind in _OPTIONS[mtype]
         }
     )
+
+
+def element_count(mtype: MessageType) -> int:
+    """How many elements a message of type ``mtype`` has: the type, the
+    options map and its positional fields."""
+    return 2 + len(_POSITIONAL[mtype])
 
 
 def _legacy_or(value: Any, reason: str) -> Exception:
