@@ -428,17 +428,9 @@ def test_stalled_body_times_out(
     # The teep logger's own level may have been raised by an in-process
     # CLI run earlier in the session: lower it too.
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "teep"):
-        started = time.monotonic()
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
-            conn.sendall(_head(path, 100) + bytes(10))
-            stream = conn.makefile("rb")
-            status = int(stream.readline().split()[1])
-            elapsed = time.monotonic() - started
-            headers = {}
-            while line := stream.readline().strip():
-                name, _, value = line.decode().partition(":")
-                headers[name.strip().lower()] = value.strip()
-            body = stream.read(int(headers["content-length"]))
+        status, headers, body, elapsed = _exchange(
+            host, port, _head(path, 100) + bytes(10), timeout=10
+        )
         time.sleep(0.1)
     assert status == 408
     assert 0.4 < elapsed < 5.0
@@ -459,9 +451,23 @@ def test_declared_oversized_body_refused_at_once(served: Served, path: str) -> N
     if path == "session":
         path = "/" + new_session(served).split("//")[1].split("/", 1)[1]
     host, port = served.url.split("//")[1].split(":")
+    status, headers, body, elapsed = _exchange(
+        host, port, _head(path, 99_999_999_999), timeout=5
+    )
+    assert status == 413
+    assert elapsed < 2.0
+    assert headers["connection"].lower() == "close"
+    assert json.loads(body)["status"] == 413
+
+
+def _exchange(
+    host: str, port: str, request: bytes, *, timeout: float
+) -> tuple[int, dict[str, str], bytes, float]:
+    """Send raw request bytes; the status, headers (lower-case names) and
+    body of the answer, and the seconds until its status line came."""
     started = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=5) as conn:
-        conn.sendall(_head(path, 99_999_999_999))
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(request)
         stream = conn.makefile("rb")
         status = int(stream.readline().split()[1])
         elapsed = time.monotonic() - started
@@ -470,7 +476,4 @@ def test_declared_oversized_body_refused_at_once(served: Served, path: str) -> N
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         body = stream.read(int(headers["content-length"]))
-    assert status == 413
-    assert elapsed < 2.0
-    assert headers["connection"].lower() == "close"
-    assert json.loads(body)["status"] == 413
+    return status, headers, body, elapsed
