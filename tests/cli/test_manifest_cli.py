@@ -320,13 +320,8 @@ def _two(first: str, second: str, *, payload: str = "config.json") -> str:
 
 
 def _create_ok(run: Run, folder: Path, text: str) -> None:
-    path = folder / "good.toml"
-    path.write_text(text)
-    result = run(
-        "manifest", "create", str(path), "--signer", str(folder / "signer.pem"),
-        "-o", str(folder / "good.suit"),
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
+    (folder / "good.toml").write_text(text)
+    create(run, folder, "good")
 
 
 def test_default_ciphertext_files_collide(run: Run, folder: Path) -> None:
