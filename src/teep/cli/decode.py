@@ -39,7 +39,7 @@ from teep.protocol import codec, legacy
 from teep.protocol.errors import LegacyDialect
 from teep.protocol.messages import Message
 from teep.protocol.registry import DIALECTS, FINAL, Dialect, MessageType
-from teep.suit.envelope import SuitEnvelope, _auth_parts, verify_envelope
+from teep.suit.envelope import SuitEnvelope, verify_envelope
 
 __all__ = ["Inspection", "decode", "inspect", "parse_input"]
 
@@ -244,7 +244,7 @@ def _check_key(
 
 def _check_envelope(data: bytes, key: PublicKey) -> PublicKey:
     envelope = SuitEnvelope.decode(data)
-    tags = {cbor.peek_tag(block) for block in _auth_blocks(envelope)}
+    tags = {cbor.peek_tag(block) for block in envelope.authentication_blocks}
     if cose.COSETag.COSE_Mac0 in tags and not tags & _SIGNED:
         fail(
             "the envelope is authenticated with COSE_Mac0 (a shared key),"
@@ -257,10 +257,6 @@ def _check_envelope(data: bytes, key: PublicKey) -> PublicKey:
 
 
 _SIGNED = {cose.COSETag.COSE_Sign1, cose.COSETag.COSE_Sign}
-
-
-def _auth_blocks(envelope: SuitEnvelope) -> list[Any]:
-    return _auth_parts(envelope.authentication_wrapper)[2]
 
 
 # --- presentation -----------------------------------------------------------------

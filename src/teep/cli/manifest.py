@@ -20,7 +20,7 @@ from teep.cli.common import (
 from teep.errors import TeepError
 from teep.keys import PrivateKey, PublicKey
 from teep.suit.builder import build_envelope, envelope_of, sever_envelope, sign_envelope
-from teep.suit.envelope import SuitEnvelope, _auth_parts, open_envelope
+from teep.suit.envelope import SuitEnvelope, open_envelope
 from teep.suit.registry import SuitManifestKey
 from teep.suit.store import ComponentId
 
@@ -200,9 +200,8 @@ def _alg(alg: int) -> str:
 
 
 def _signer_kids(env: SuitEnvelope) -> list[str]:
-    _digest, _raw, blocks = _auth_parts(env.authentication_wrapper)
     kids = []
-    for block in blocks:
+    for block in env.authentication_blocks:
         try:
             message = cose.parse(block)
         except TeepError:  # a block teep cannot parse is shown as such

@@ -425,6 +425,14 @@ class SuitEnvelope:
         """
         return _auth_parts(self.authentication_wrapper)[0]
 
+    @property
+    def authentication_blocks(self) -> list[bytes]:
+        """The wrapper's COSE blocks (signatures or MACs), as encoded.
+
+        :raises SuitDecodeError: if the wrapper is malformed.
+        """
+        return _auth_parts(self.authentication_wrapper)[2]
+
     def sequence(self, key: int) -> SuitCommandSequence | None:
         """The command sequence ``key``, inline or severed, None if absent.
 
